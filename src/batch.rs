@@ -1,0 +1,140 @@
+//! Events → PutLogEvents batches that honour every documented rule: at most 1,048,576 bytes
+//! counting each message's UTF-8 length + 26, at most 10,000 events, a time span under 24 hours,
+//! and chronological order (a stable sort, so equal timestamps keep record order).
+
+use std::ops::Range;
+
+pub const MAX_BATCH_BYTES: usize = 1_048_576;
+pub const EVENT_OVERHEAD_BYTES: usize = 26;
+pub const MAX_BATCH_EVENTS: usize = 10_000;
+/// A batch's newest event must be less than 24 hours after its oldest.
+pub const MAX_BATCH_SPAN_MS: i64 = 24 * 60 * 60 * 1000;
+
+/// One CloudWatch event: a timestamp and its message, stored in a shared arena.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogEvent {
+    pub timestamp: i64,
+    /// Byte range of the message in the arena it was encoded into.
+    pub start: u32,
+    pub len: u32,
+}
+
+impl LogEvent {
+    pub fn message<'a>(&self, arena: &'a [u8]) -> &'a [u8] {
+        &arena[self.start as usize..(self.start + self.len) as usize]
+    }
+
+    /// What the event counts for against `MAX_BATCH_BYTES`.
+    pub fn cost(&self) -> usize {
+        self.len as usize + EVENT_OVERHEAD_BYTES
+    }
+}
+
+/// Sorts events by timestamp, keeping record order among equal timestamps.
+pub fn sort_events(events: &mut [LogEvent]) {
+    events.sort_by_key(|e| e.timestamp);
+}
+
+/// Cuts sorted events into batches, greedily: each batch is as long as the rules allow.
+/// Each event must already fit a batch on its own (`message::MAX_MESSAGE_BYTES`).
+pub fn batches(events: &[LogEvent]) -> Batches<'_> {
+    Batches { events, next: 0 }
+}
+
+/// Iterator over the index ranges of `batches`.
+pub struct Batches<'a> {
+    events: &'a [LogEvent],
+    next: usize,
+}
+
+impl Iterator for Batches<'_> {
+    type Item = Range<usize>;
+
+    fn next(&mut self) -> Option<Range<usize>> {
+        let start = self.next;
+        let first = self.events.get(start)?;
+        let mut bytes = 0usize;
+        let mut end = start;
+        for event in &self.events[start..] {
+            let full = end - start == MAX_BATCH_EVENTS
+                || bytes + event.cost() > MAX_BATCH_BYTES
+                || event.timestamp - first.timestamp >= MAX_BATCH_SPAN_MS;
+            if full && end > start {
+                break;
+            }
+            bytes += event.cost();
+            end += 1;
+        }
+        self.next = end;
+        Some(start..end)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn ev(timestamp: i64, len: u32) -> LogEvent {
+        LogEvent { timestamp, start: 0, len }
+    }
+
+    #[test]
+    fn limits_at_their_edges() {
+        // exactly 1,048,576 bytes fits: 2 × (524,262 + 26)
+        let fits = [ev(0, 524_262), ev(0, 524_262)];
+        assert_eq!(batches(&fits).collect::<Vec<_>>(), vec![0..2]);
+        let over = [ev(0, 524_262), ev(0, 524_263)];
+        assert_eq!(batches(&over).collect::<Vec<_>>(), vec![0..1, 1..2]);
+        let many = vec![ev(0, 1); 10_001];
+        assert_eq!(batches(&many).collect::<Vec<_>>(), vec![0..10_000, 10_000..10_001]);
+        let span = [ev(0, 1), ev(MAX_BATCH_SPAN_MS - 1, 1), ev(MAX_BATCH_SPAN_MS, 1)];
+        assert_eq!(batches(&span).collect::<Vec<_>>(), vec![0..2, 2..3]);
+    }
+
+    #[test]
+    fn sort_is_stable() {
+        let mut e = vec![
+            LogEvent { timestamp: 5, start: 0, len: 1 },
+            LogEvent { timestamp: 1, start: 1, len: 1 },
+            LogEvent { timestamp: 5, start: 2, len: 1 },
+        ];
+        sort_events(&mut e);
+        assert_eq!(e.iter().map(|e| e.start).collect::<Vec<_>>(), vec![1, 0, 2]);
+    }
+
+    proptest! {
+        #[test]
+        fn batches_cover_everything_and_obey_every_rule(
+            mut events in prop::collection::vec(
+                (0i64..3 * MAX_BATCH_SPAN_MS, prop_oneof![0u32..200, 100_000u32..(1_048_550 + 1)])
+                    .prop_map(|(t, len)| ev(t, len)),
+                0..400),
+            small_count in 0usize..3,
+        ) {
+            // add a run of tiny events to exercise the count limit
+            events.extend(std::iter::repeat_n(ev(7, 0), small_count * 6_000));
+            sort_events(&mut events);
+            let cuts: Vec<_> = batches(&events).collect();
+            let mut next = 0;
+            for (i, r) in cuts.iter().enumerate() {
+                prop_assert_eq!(r.start, next);
+                prop_assert!(r.end > r.start);
+                next = r.end;
+                let b = &events[r.clone()];
+                prop_assert!(b.len() <= MAX_BATCH_EVENTS);
+                prop_assert!(b.iter().map(LogEvent::cost).sum::<usize>() <= MAX_BATCH_BYTES);
+                prop_assert!(b.windows(2).all(|w| w[0].timestamp <= w[1].timestamp));
+                prop_assert!(b[b.len() - 1].timestamp - b[0].timestamp < MAX_BATCH_SPAN_MS);
+                // greedy: the next event could not have joined this batch
+                if let Some(after) = events.get(r.end) {
+                    let bytes: usize = b.iter().map(LogEvent::cost).sum();
+                    prop_assert!(b.len() == MAX_BATCH_EVENTS
+                        || bytes + after.cost() > MAX_BATCH_BYTES
+                        || after.timestamp - b[0].timestamp >= MAX_BATCH_SPAN_MS, "batch {} not greedy", i);
+                }
+            }
+            prop_assert_eq!(next, events.len());
+        }
+    }
+}

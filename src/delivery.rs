@@ -1,0 +1,379 @@
+//! Sending batches: PutLogEvents first; on ResourceNotFound create the group/stream (when
+//! allowed) and put again; throttling, 5xx and network errors retried with exponential backoff
+//! and full jitter until the flush deadline. Every outcome is counted, every failure logged
+//! with what to do about it.
+
+use crate::batch::LogEvent;
+use crate::log::{log_debug, log_error, log_warn};
+use crate::stats::Stats;
+use aws_sdk_cloudwatchlogs::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_cloudwatchlogs::types::{InputLogEvent, RejectedLogEventsInfo};
+use aws_sdk_cloudwatchlogs::Client;
+use std::collections::hash_map::RandomState;
+use std::future::Future;
+use std::hash::BuildHasher;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::time::{sleep, timeout_at, Instant};
+
+/// What became of one batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BatchOutcome {
+    /// Accepted (events CloudWatch rejected one by one are counted as dropped).
+    Delivered,
+    /// Refused for good; counted and logged.
+    Dropped,
+    /// May pass later: Fluent Bit should retry the chunk.
+    Retry,
+}
+
+/// Why a call failed, as far as what to do next is concerned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Failure {
+    GroupMissing,
+    StreamMissing,
+    /// Throttling, 5xx, network, timeouts: worth retrying soon.
+    Transient {
+        throttled: bool,
+        detail: String,
+    },
+    /// AccessDenied and friends: the principal lacks a permission or the role's trust.
+    Denied(String),
+    /// Credentials missing, expired or unusable.
+    Credentials(String),
+    /// The request itself was refused (InvalidParameter…): retrying cannot help.
+    Invalid(String),
+}
+
+/// The log group, its client, and the rules for creating what is missing.
+pub struct Delivery {
+    pub client: Client,
+    pub group: String,
+    pub auto_create_group: bool,
+    pub auto_create_stream: bool,
+    /// Instance name for log lines, e.g. `cloudwatch_rs.0`.
+    pub label: String,
+    pub stats: Arc<Stats>,
+}
+
+impl Delivery {
+    /// Sends one batch (sorted events whose messages live in `arena`) to `stream`.
+    pub async fn send(&self, stream: &str, arena: &[u8], events: &[LogEvent], deadline: Instant) -> BatchOutcome {
+        let mut created = false;
+        loop {
+            let put = self
+                .retrying("PutLogEvents", deadline, || {
+                    self.client
+                        .put_log_events()
+                        .log_group_name(&self.group)
+                        .log_stream_name(stream)
+                        .set_log_events(Some(input_events(arena, events)))
+                        .send()
+                })
+                .await;
+            let failure = match put {
+                Ok(out) => {
+                    let rejected = out.rejected_log_events_info().map_or(0, |info| self.count_rejected(info, events));
+                    Stats::add(&self.stats.events_sent, events.len() as u64 - rejected);
+                    Stats::add(&self.stats.bytes_sent, events.iter().map(|e| e.len as u64).sum());
+                    Stats::add(&self.stats.batches_sent, 1);
+                    return BatchOutcome::Delivered;
+                }
+                Err(f) => f,
+            };
+            match failure {
+                Failure::GroupMissing | Failure::StreamMissing if !created => {
+                    if let Err(outcome) = self.create_missing(stream, failure == Failure::GroupMissing, deadline).await
+                    {
+                        return outcome;
+                    }
+                    created = true;
+                }
+                Failure::GroupMissing | Failure::StreamMissing => {
+                    log_warn!(
+                        &self.label,
+                        "log group '{}' / stream '{}' still missing right after creating it; will retry",
+                        self.group,
+                        stream
+                    );
+                    return BatchOutcome::Retry;
+                }
+                Failure::Transient { detail, .. } => {
+                    log_warn!(&self.label, "PutLogEvents to '{}'/'{}' did not succeed before the flush deadline: {}; the chunk will be retried", self.group, stream, detail);
+                    return BatchOutcome::Retry;
+                }
+                Failure::Denied(detail) => {
+                    log_error!(&self.label, "access denied: PutLogEvents on log group '{}': {}; check that principal's policy (and role_arn and the role's trust policy)", self.group, detail);
+                    return BatchOutcome::Retry;
+                }
+                Failure::Credentials(detail) => {
+                    log_error!(
+                        &self.label,
+                        "no usable AWS credentials for PutLogEvents on log group '{}': {}",
+                        self.group,
+                        detail
+                    );
+                    return BatchOutcome::Retry;
+                }
+                Failure::Invalid(detail) => {
+                    log_error!(
+                        &self.label,
+                        "CloudWatch refused a batch of {} events for '{}'/'{}' as invalid, dropping it: {}",
+                        events.len(),
+                        self.group,
+                        stream,
+                        detail
+                    );
+                    Stats::add(&self.stats.dropped_invalid, events.len() as u64);
+                    return BatchOutcome::Dropped;
+                }
+            }
+        }
+    }
+
+    /// Creates the group (when it is missing and allowed) and the stream.
+    async fn create_missing(&self, stream: &str, group_missing: bool, deadline: Instant) -> Result<(), BatchOutcome> {
+        if group_missing {
+            self.create_group(deadline).await?;
+        }
+        if !self.auto_create_stream {
+            log_error!(&self.label, "log stream '{}' does not exist in log group '{}' and auto_create_stream is off: create it, or turn auto_create_stream on", stream, self.group);
+            return Err(BatchOutcome::Retry);
+        }
+        let created = self
+            .retrying("CreateLogStream", deadline, || {
+                self.client.create_log_stream().log_group_name(&self.group).log_stream_name(stream).send()
+            })
+            .await;
+        match created {
+            Ok(_) => {
+                Stats::add(&self.stats.streams_created, 1);
+                log_debug!(&self.label, "created log stream '{}' in '{}'", stream, self.group);
+                Ok(())
+            }
+            Err(Failure::GroupMissing | Failure::StreamMissing) if !group_missing => {
+                // the group went missing too: create it, then the stream
+                Box::pin(self.create_missing(stream, true, deadline)).await
+            }
+            Err(f) => Err(self.creation_failed("CreateLogStream", &format!("log stream '{stream}'"), f)),
+        }
+    }
+
+    async fn create_group(&self, deadline: Instant) -> Result<(), BatchOutcome> {
+        if !self.auto_create_group {
+            log_error!(
+                &self.label,
+                "log group '{}' does not exist and auto_create_group is off: create it, or turn auto_create_group on",
+                self.group
+            );
+            return Err(BatchOutcome::Retry);
+        }
+        let created = self
+            .retrying("CreateLogGroup", deadline, || self.client.create_log_group().log_group_name(&self.group).send())
+            .await;
+        match created {
+            Ok(_) => {
+                Stats::add(&self.stats.groups_created, 1);
+                log_debug!(&self.label, "created log group '{}'", self.group);
+                Ok(())
+            }
+            Err(f) => Err(self.creation_failed("CreateLogGroup", &format!("log group '{}'", self.group), f)),
+        }
+    }
+
+    fn creation_failed(&self, call: &str, what: &str, failure: Failure) -> BatchOutcome {
+        match failure {
+            Failure::Denied(detail) => log_error!(
+                &self.label,
+                "access denied: {} for {} (the principal needs logs:{}): {}",
+                call,
+                what,
+                call,
+                detail
+            ),
+            other => log_error!(&self.label, "{} for {} failed: {:?}", call, what, other),
+        }
+        BatchOutcome::Retry
+    }
+
+    /// Calls `call` until it succeeds, fails for good, or the deadline comes; transient
+    /// failures wait `min(5 s, 100 ms × 2^n)` × a uniform random factor (full jitter).
+    async fn retrying<T, E, Fut>(
+        &self,
+        name: &str,
+        deadline: Instant,
+        mut call: impl FnMut() -> Fut,
+    ) -> Result<T, Failure>
+    where
+        Fut: Future<Output = Result<T, SdkError<E>>>,
+        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    {
+        let mut attempt: u32 = 0;
+        loop {
+            let failure = match timeout_at(deadline, call()).await {
+                Ok(Ok(out)) => return Ok(out),
+                Ok(Err(err)) => classify(&err),
+                Err(_) => {
+                    return Err(Failure::Transient {
+                        throttled: false,
+                        detail: format!("{name} still running at the flush deadline"),
+                    })
+                }
+            };
+            let Failure::Transient { throttled, detail } = &failure else {
+                return Err(failure);
+            };
+            if *throttled {
+                Stats::add(&self.stats.throttled, 1);
+            }
+            let wait = jittered_backoff(attempt);
+            if Instant::now() + wait >= deadline {
+                return Err(failure);
+            }
+            log_debug!(&self.label, "{} failed ({}), retrying in {} ms", name, detail, wait.as_millis());
+            Stats::add(&self.stats.retries, 1);
+            sleep(wait).await;
+            attempt += 1;
+        }
+    }
+
+    /// Counts and logs events CloudWatch rejected one by one; returns how many.
+    fn count_rejected(&self, info: &RejectedLogEventsInfo, events: &[LogEvent]) -> u64 {
+        let n = events.len();
+        // AWS: tooOld/expired end indexes are exclusive, tooNew start index inclusive.
+        let bound = |i: Option<i32>| i.map(|i| (i.max(0) as usize).min(n));
+        let too_old = bound(info.too_old_log_event_end_index()).unwrap_or(0);
+        let expired = bound(info.expired_log_event_end_index()).unwrap_or(0);
+        let too_new = bound(info.too_new_log_event_start_index()).map_or(0, |i| n - i);
+        let old = too_old.max(expired);
+        let total = (old + too_new).min(n);
+        if total > 0 {
+            let span = |r: &[LogEvent]| r.first().zip(r.last()).map(|(a, b)| (a.timestamp, b.timestamp));
+            log_warn!(
+                &self.label,
+                "CloudWatch rejected {} of {} events: {} too old, {} past retention, {} too new (time ranges ms: old {:?}, new {:?})",
+                total, n, too_old, expired, too_new, span(&events[..old]), span(&events[n - too_new..])
+            );
+            Stats::add(&self.stats.dropped_rejected_too_old, too_old.saturating_sub(expired) as u64);
+            Stats::add(&self.stats.dropped_rejected_expired, expired as u64);
+            Stats::add(&self.stats.dropped_rejected_too_new, too_new as u64);
+        }
+        total as u64
+    }
+}
+
+fn input_events(arena: &[u8], events: &[LogEvent]) -> Vec<InputLogEvent> {
+    events
+        .iter()
+        .filter_map(|e| {
+            let message = String::from_utf8_lossy(e.message(arena)).into_owned();
+            // build() fails only when a required field is unset; both always are set
+            InputLogEvent::builder().timestamp(e.timestamp).message(message).build().ok()
+        })
+        .collect()
+}
+
+fn jittered_backoff(attempt: u32) -> Duration {
+    let cap_ms = 100u64.saturating_mul(1 << attempt.min(16)).min(5_000);
+    let random = RandomState::new().hash_one(attempt);
+    Duration::from_millis(random % (cap_ms + 1))
+}
+
+/// Sorts an SDK error into what delivery does next.
+pub fn classify<E>(err: &SdkError<E>) -> Failure
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    let text = || DisplayErrorContext(err).to_string();
+    match err {
+        SdkError::ServiceError(service) => {
+            let status = service.raw().status().as_u16();
+            let body = service.raw().body().bytes().unwrap_or_default();
+            let code = service.err().code().map(str::to_owned).or_else(|| tag_text(body, "Code"));
+            let message = service
+                .err()
+                .message()
+                .map(str::to_owned)
+                .or_else(|| tag_text(body, "Message"))
+                .unwrap_or_else(|| format!("HTTP {status}"));
+            let detail = format!("{}: {}", code.as_deref().unwrap_or("error"), message);
+            match code.as_deref().unwrap_or("") {
+                "ResourceNotFoundException" if message.contains("log group") => Failure::GroupMissing,
+                "ResourceNotFoundException" => Failure::StreamMissing,
+                "ThrottlingException"
+                | "Throttling"
+                | "ThrottledException"
+                | "RequestLimitExceeded"
+                | "TooManyRequestsException"
+                | "LimitExceededException" => Failure::Transient { throttled: true, detail },
+                "ServiceUnavailableException" | "InternalFailure" | "OperationAbortedException" => {
+                    Failure::Transient { throttled: false, detail }
+                }
+                "ExpiredTokenException"
+                | "ExpiredToken"
+                | "UnrecognizedClientException"
+                | "InvalidClientTokenId"
+                | "InvalidSignatureException"
+                | "SignatureDoesNotMatch"
+                | "IncompleteSignature" => Failure::Credentials(detail),
+                "AccessDeniedException" | "AccessDenied" => Failure::Denied(message),
+                _ if status == 429 => Failure::Transient { throttled: true, detail },
+                _ if status >= 500 => Failure::Transient { throttled: false, detail },
+                _ if status == 403 => Failure::Denied(message),
+                _ => Failure::Invalid(detail),
+            }
+        }
+        SdkError::DispatchFailure(dispatch) => {
+            let detail = text();
+            let credentials = dispatch.as_other().is_none() && detail.to_ascii_lowercase().contains("credential");
+            if detail.contains("AccessDenied") || detail.contains("not authorized") {
+                Failure::Denied(detail)
+            } else if credentials && !dispatch.is_io() && !dispatch.is_timeout() {
+                Failure::Credentials(detail)
+            } else {
+                Failure::Transient { throttled: false, detail }
+            }
+        }
+        SdkError::TimeoutError(_) | SdkError::ResponseError(_) => {
+            Failure::Transient { throttled: false, detail: text() }
+        }
+        _ => Failure::Invalid(text()),
+    }
+}
+
+/// `<Tag>text</Tag>` from an XML error body (moto and STS answer auth errors in XML), or the
+/// same key from a JSON body.
+fn tag_text(body: &[u8], tag: &str) -> Option<String> {
+    let body = std::str::from_utf8(body).ok()?;
+    let open = format!("<{tag}>");
+    if let Some(start) = body.find(&open) {
+        let rest = &body[start + open.len()..];
+        return rest.find(&format!("</{tag}>")).map(|end| rest[..end].trim().to_owned());
+    }
+    let key = format!("\"{}\"", tag.to_ascii_lowercase());
+    let start = body.to_ascii_lowercase().find(&key)? + key.len();
+    let rest = body[start..].trim_start().strip_prefix(':')?.trim_start().strip_prefix('"')?;
+    rest.find('"').map(|end| rest[..end].to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_text_from_xml_and_json_bodies() {
+        let xml = b"<ErrorResponse><Errors><Error><Code>AccessDenied</Code><Message>User: arn:aws:iam::111111111111:user/task is not authorized</Message></Error></Errors></ErrorResponse>";
+        assert_eq!(tag_text(xml, "Code").as_deref(), Some("AccessDenied"));
+        assert!(tag_text(xml, "Message").unwrap().contains("111111111111"));
+        let json = br#"{"__type": "X", "message": "The specified log group does not exist."}"#;
+        assert_eq!(tag_text(json, "Message").as_deref(), Some("The specified log group does not exist."));
+    }
+
+    #[test]
+    fn backoff_is_bounded_and_grows() {
+        for attempt in 0..40 {
+            let cap = 100u64.saturating_mul(1 << attempt.min(16)).min(5_000);
+            assert!(jittered_backoff(attempt).as_millis() as u64 <= cap);
+        }
+    }
+}

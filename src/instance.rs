@@ -1,0 +1,206 @@
+//! One `[OUTPUT]` instance: its config, its client, its counters, and the flush itself —
+//! the pure plan (decode → encode → sort → cut) followed by delivery of each batch.
+
+use crate::config::{Config, ConfigError};
+use crate::credentials::logs_client;
+use crate::delivery::{BatchOutcome, Delivery};
+use crate::log::{log_debug, log_error, log_info, log_warn};
+use crate::message::Encoder;
+use crate::plan::Plan;
+use crate::runtime;
+use crate::stats::Stats;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// What a flush answers Fluent Bit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FlushResult {
+    Ok,
+    Retry,
+    Error,
+}
+
+/// Why Init failed.
+#[derive(Debug)]
+pub enum InitError {
+    Config(ConfigError),
+    Runtime(std::io::Error),
+}
+
+impl std::fmt::Display for InitError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            InitError::Config(e) => write!(f, "{e}"),
+            InitError::Runtime(e) => write!(f, "could not start the plugin's runtime: {e}"),
+        }
+    }
+}
+
+/// Buffers one flush needs, kept for the next flush.
+#[derive(Default)]
+struct Scratch {
+    plan: Plan,
+    encoder: Encoder,
+}
+
+pub struct Instance {
+    pub label: String,
+    config: Config,
+    delivery: Delivery,
+    stats: Arc<Stats>,
+    /// One `Scratch` per concurrent flush (Workers N), taken and returned, never held across an await.
+    scratch: Mutex<Vec<Scratch>>,
+}
+
+static NEXT_ID: AtomicUsize = AtomicUsize::new(0);
+
+/// Extra time the Fluent Bit thread waits past the flush deadline before it stops waiting.
+const HANDOFF_MARGIN: Duration = Duration::from_secs(5);
+
+impl Instance {
+    /// Validates the config and builds the client (no network I/O).
+    pub fn start(
+        get: impl Fn(&str) -> Option<String>,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Arc<Instance>, (String, InitError)> {
+        let label = format!("cloudwatch_rs.{}", NEXT_ID.fetch_add(1, Ordering::Relaxed));
+        let config = Config::from_lookup(get, env).map_err(|e| (label.clone(), InitError::Config(e)))?;
+        let handle = runtime::handle().map_err(|e| (label.clone(), InitError::Runtime(e)))?;
+        let client = handle.block_on(logs_client(&config));
+        let stats = Arc::new(Stats::default());
+        let delivery = Delivery {
+            client,
+            group: config.log_group_name.clone(),
+            auto_create_group: config.auto_create_group,
+            auto_create_stream: config.auto_create_stream,
+            label: label.clone(),
+            stats: stats.clone(),
+        };
+        log_info!(
+            &label,
+            "log group '{}' in {}{}{}",
+            config.log_group_name,
+            config.region,
+            config.role_arn.as_deref().map(|r| format!(", as role {r}")).unwrap_or_default(),
+            config.endpoint.as_deref().map(|e| format!(", endpoint {e}")).unwrap_or_default(),
+        );
+        Ok(Arc::new(Instance { label, config, delivery, stats, scratch: Mutex::new(Vec::new()) }))
+    }
+
+    /// Called on Fluent Bit's thread (a small coroutine stack): hands the chunk to the
+    /// runtime and waits, with a deadline, for the answer.
+    pub fn flush_blocking(self: &Arc<Self>, chunk: Vec<u8>, tag: String) -> FlushResult {
+        let Some(handle) = runtime::running() else {
+            log_error!(&self.label, "flush after shutdown; the chunk will be retried");
+            return FlushResult::Retry;
+        };
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        let this = self.clone();
+        handle.spawn(async move {
+            let result = this.flush(&chunk, &tag).await;
+            let _ = tx.send(result);
+        });
+        let result = rx.recv_timeout(self.config.flush_timeout + HANDOFF_MARGIN).unwrap_or_else(|_| {
+            log_error!(&self.label, "flush did not finish in time (or failed inside); the chunk will be retried");
+            FlushResult::Retry
+        });
+        if result == FlushResult::Retry {
+            Stats::add(&self.stats.flushes_retry, 1);
+        }
+        result
+    }
+
+    /// The flush: plan the chunk, then deliver its batches in order.
+    pub async fn flush(&self, chunk: &[u8], tag: &str) -> FlushResult {
+        let deadline = Instant::now() + self.config.flush_timeout;
+        let mut scratch = self.take_scratch();
+        scratch.plan.build(chunk, &self.config.message, &mut scratch.encoder);
+        let stream = self.config.stream.for_tag(tag).into_owned();
+        self.count_plan(&scratch.plan, tag);
+
+        let plan = &scratch.plan;
+        let (mut delivered, mut dropped, mut retry) = (0usize, 0usize, false);
+        for range in &plan.batches {
+            match self.delivery.send(&stream, &plan.arena, &plan.events[range.clone()], deadline).await {
+                BatchOutcome::Delivered => delivered += 1,
+                BatchOutcome::Dropped => dropped += 1,
+                BatchOutcome::Retry => {
+                    retry = true;
+                    break;
+                }
+            }
+        }
+        log_debug!(
+            &self.label,
+            "flush of tag '{}': {} events in {} batches, {} delivered",
+            tag,
+            plan.events.len(),
+            plan.batches.len(),
+            delivered
+        );
+        self.return_scratch(scratch);
+        if retry {
+            FlushResult::Retry
+        } else if dropped > 0 && delivered == 0 {
+            FlushResult::Error
+        } else {
+            FlushResult::Ok
+        }
+    }
+
+    fn count_plan(&self, plan: &Plan, tag: &str) {
+        let s = &self.stats;
+        Stats::add(&s.truncated, plan.truncated);
+        Stats::add(&s.dropped_bad_record, plan.dropped.bad_record);
+        Stats::add(&s.dropped_bad_body, plan.dropped.bad_body);
+        Stats::add(&s.dropped_empty, plan.dropped.empty);
+        Stats::add(&s.dropped_missing_key, plan.dropped.missing_key);
+        if plan.truncated > 0 {
+            log_warn!(
+                &self.label,
+                "tag '{}': {} events over {} bytes were cut to fit",
+                tag,
+                plan.truncated,
+                crate::message::MAX_MESSAGE_BYTES
+            );
+        }
+        let d = &plan.dropped;
+        if d.total() > 0 {
+            log_warn!(
+                &self.label,
+                "tag '{}': {} of {} records not sent: {} not [time, body] records, {} undecodable bodies, {} empty, {} without log_key '{}'",
+                tag, d.total(), plan.records, d.bad_record, d.bad_body, d.empty, d.missing_key,
+                self.config.message.log_key.as_deref().unwrap_or("")
+            );
+        }
+        if let Some(damage) = plan.damage {
+            Stats::add(&s.dropped_damaged_chunk, 1);
+            log_error!(&self.label, "tag '{}': {}; the {} records before it are sent", tag, damage, plan.records);
+        }
+    }
+
+    fn take_scratch(&self) -> Scratch {
+        self.scratch.lock().ok().and_then(|mut pool| pool.pop()).unwrap_or_default()
+    }
+
+    fn return_scratch(&self, mut scratch: Scratch) {
+        // a huge chunk should not pin its memory for the life of the instance
+        if scratch.plan.arena.capacity() > 8 << 20 {
+            scratch = Scratch::default();
+        }
+        if let Ok(mut pool) = self.scratch.lock() {
+            pool.push(scratch);
+        }
+    }
+
+    /// Called at ExitCtx: nothing is in flight any more (Fluent Bit joined the workers).
+    pub fn exit(&self) {
+        log_info!(&self.label, "exit: {}", self.stats);
+    }
+
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+}

@@ -1,0 +1,186 @@
+//! One flush buffer → the events to send, sorted and cut into batches, with a count of every
+//! record that will not be sent and why. Pure: no I/O, no globals.
+
+use crate::batch::{batches, sort_events, LogEvent};
+use crate::chunk::{Chunk, Damage, Entry};
+use crate::message::{Encoded, Encoder, MessageFormat};
+use std::ops::Range;
+
+/// Records that were not turned into events, by reason.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Dropped {
+    /// Intact msgpack, wrong shape (not `[time, body]`, bad time, body not a map).
+    pub bad_record: u64,
+    /// A body map that could not be transcoded.
+    pub bad_body: u64,
+    /// Empty body, or an empty `log_key` value.
+    pub empty: u64,
+    /// `log_key` set and absent from the record.
+    pub missing_key: u64,
+}
+
+impl Dropped {
+    pub fn total(&self) -> u64 {
+        self.bad_record + self.bad_body + self.empty + self.missing_key
+    }
+}
+
+/// What one chunk becomes.
+#[derive(Debug, Default)]
+pub struct Plan {
+    /// All messages, back to back; events point into it.
+    pub arena: Vec<u8>,
+    /// Sorted by timestamp (stable).
+    pub events: Vec<LogEvent>,
+    /// Index ranges of `events`, one per PutLogEvents call.
+    pub batches: Vec<Range<usize>>,
+    pub records: u64,
+    pub group_markers: u64,
+    pub truncated: u64,
+    pub dropped: Dropped,
+    /// Set when the buffer stops being msgpack; records before it are in the plan.
+    pub damage: Option<Damage>,
+}
+
+impl Plan {
+    /// Empties the plan, keeping its buffers for the next chunk.
+    pub fn clear(&mut self) {
+        self.arena.clear();
+        self.events.clear();
+        self.batches.clear();
+        self.records = 0;
+        self.group_markers = 0;
+        self.truncated = 0;
+        self.dropped = Dropped::default();
+        self.damage = None;
+    }
+
+    /// Fills the plan from one flush buffer.
+    pub fn build(&mut self, chunk: &[u8], format: &MessageFormat, encoder: &mut Encoder) {
+        self.clear();
+        for entry in Chunk::new(chunk) {
+            let record = match entry {
+                Ok(Entry::Record(record)) => record,
+                Ok(Entry::GroupMarker) => {
+                    self.group_markers += 1;
+                    continue;
+                }
+                Ok(Entry::Skipped(_)) => {
+                    self.records += 1;
+                    self.dropped.bad_record += 1;
+                    continue;
+                }
+                Err(damage) => {
+                    self.damage = Some(damage);
+                    break;
+                }
+            };
+            self.records += 1;
+            let start = self.arena.len();
+            match encoder.encode(record.body, format, &mut self.arena) {
+                Ok(Encoded::Message { truncated }) => {
+                    self.truncated += truncated as u64;
+                    self.events.push(LogEvent {
+                        timestamp: record.time.millis(),
+                        start: start as u32,
+                        len: (self.arena.len() - start) as u32,
+                    });
+                }
+                Ok(Encoded::Empty) => self.dropped.empty += 1,
+                Ok(Encoded::MissingKey) => self.dropped.missing_key += 1,
+                Err(_) => self.dropped.bad_body += 1,
+            }
+        }
+        sort_events(&mut self.events);
+        self.batches.extend(batches(&self.events));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::message::MAX_MESSAGE_BYTES;
+    use proptest::prelude::*;
+
+    fn record(secs: u32, body: &serde_json::Value, v2: bool) -> Vec<u8> {
+        let mut out = vec![0x92];
+        if v2 {
+            out.push(0x92);
+        }
+        out.extend([0xd7, 0x00]);
+        out.extend(secs.to_be_bytes());
+        out.extend(0u32.to_be_bytes());
+        if v2 {
+            out.push(0x80);
+        }
+        out.extend(rmp_serde::to_vec(body).unwrap());
+        out
+    }
+
+    #[test]
+    fn mixed_forms_markers_and_drops_are_all_accounted() {
+        let mut chunk = Vec::new();
+        chunk.extend(record(200, &serde_json::json!({"log": "b"}), true));
+        chunk.extend([0x92, 0x92, 0xd7, 0x00, 0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0, 0x80, 0x80]);
+        chunk.extend(record(100, &serde_json::json!({"log": "a"}), false));
+        chunk.extend(record(100, &serde_json::json!({}), false));
+        chunk.extend(record(100, &serde_json::json!({"other": 1}), true));
+        let mut plan = Plan::default();
+        plan.build(&chunk, &MessageFormat { log_key: Some("log".into()) }, &mut Encoder::new());
+        assert_eq!(plan.records, 4);
+        assert_eq!(plan.group_markers, 1);
+        assert_eq!(plan.dropped, Dropped { empty: 0, missing_key: 2, ..Default::default() });
+        let msgs: Vec<_> = plan.events.iter().map(|e| (e.timestamp, e.message(&plan.arena).to_vec())).collect();
+        assert_eq!(msgs, vec![(100_000, b"a".to_vec()), (200_000, b"b".to_vec())]);
+        assert_eq!(plan.batches, vec![0..2]);
+    }
+
+    #[test]
+    fn damage_keeps_what_came_before() {
+        let mut chunk = record(1, &serde_json::json!({"a": 1}), true);
+        let second = record(2, &serde_json::json!({"a": 2}), true);
+        chunk.extend(&second[..second.len() - 1]);
+        let mut plan = Plan::default();
+        plan.build(&chunk, &MessageFormat::default(), &mut Encoder::new());
+        assert_eq!(plan.events.len(), 1);
+        assert_eq!(plan.damage.map(|d| d.offset), Some(second.len()));
+    }
+
+    proptest! {
+        #[test]
+        fn every_record_is_an_event_or_a_counted_drop(
+            bodies in prop::collection::vec((any::<u32>(), prop::collection::vec(("[a-z]{0,3}", prop_oneof![
+                Just(serde_json::Value::Null),
+                any::<i64>().prop_map(serde_json::Value::from),
+                ".{0,40}".prop_map(serde_json::Value::from),
+            ]), 0..4), any::<bool>()), 0..60),
+            cut in any::<prop::sample::Index>(),
+            damage in any::<bool>(),
+        ) {
+            let mut chunk = Vec::new();
+            for (secs, fields, v2) in &bodies {
+                let map: serde_json::Map<String, serde_json::Value> = fields.iter().cloned().collect();
+                chunk.extend(record(*secs, &serde_json::Value::Object(map), *v2));
+            }
+            if damage && !chunk.is_empty() {
+                chunk.truncate(cut.index(chunk.len()));
+            }
+            let mut plan = Plan::default();
+            plan.build(&chunk, &MessageFormat::default(), &mut Encoder::new());
+            prop_assert_eq!(plan.records, plan.events.len() as u64 + plan.dropped.total());
+            prop_assert!(plan.records <= bodies.len() as u64);
+            if !damage {
+                prop_assert!(plan.damage.is_none());
+                prop_assert_eq!(plan.records, bodies.len() as u64);
+            }
+            prop_assert!(plan.events.windows(2).all(|w| w[0].timestamp <= w[1].timestamp));
+            for e in &plan.events {
+                prop_assert!(e.len as usize <= MAX_MESSAGE_BYTES && e.len > 0);
+                let v: serde_json::Value = serde_json::from_slice(e.message(&plan.arena)).unwrap();
+                prop_assert!(v.is_object());
+            }
+            let covered: usize = plan.batches.iter().map(|r| r.len()).sum();
+            prop_assert_eq!(covered, plan.events.len());
+        }
+    }
+}

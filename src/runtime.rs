@@ -1,0 +1,65 @@
+//! The tokio runtime's life. Registrations are counted (hot reload and a `.so` listed twice
+//! both register more than once); the runtime starts at the first Init — never earlier, since
+//! Fluent Bit may fork to daemonise after Register — and is stopped, its threads joined, when
+//! the last registration is unregistered.
+
+use std::sync::Mutex;
+use std::time::Duration;
+use tokio::runtime::{Builder, Handle, Runtime};
+
+struct State {
+    registrations: usize,
+    runtime: Option<Runtime>,
+}
+
+static STATE: Mutex<State> = Mutex::new(State { registrations: 0, runtime: None });
+
+/// How long the last Unregister waits for in-flight tasks before it stops waiting.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+fn state() -> std::sync::MutexGuard<'static, State> {
+    // a panic while holding this lock leaves plain counters behind: still usable
+    STATE.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Called by every Register.
+pub fn register() {
+    state().registrations += 1;
+}
+
+/// Called by every Unregister; the last one stops the runtime and joins its threads.
+pub fn unregister() {
+    let runtime = {
+        let mut s = state();
+        s.registrations = s.registrations.saturating_sub(1);
+        if s.registrations > 0 {
+            return;
+        }
+        s.runtime.take()
+    };
+    if let Some(rt) = runtime {
+        rt.shutdown_timeout(SHUTDOWN_GRACE);
+    }
+}
+
+/// The runtime's handle, starting it on first use.
+pub fn handle() -> std::io::Result<Handle> {
+    let mut s = state();
+    if let Some(rt) = &s.runtime {
+        return Ok(rt.handle().clone());
+    }
+    let rt = Builder::new_multi_thread()
+        .worker_threads(2)
+        .max_blocking_threads(4)
+        .thread_name("cloudwatch_rs")
+        .enable_all()
+        .build()?;
+    let handle = rt.handle().clone();
+    s.runtime = Some(rt);
+    Ok(handle)
+}
+
+/// The handle only if the runtime is running (flushes never start it).
+pub fn running() -> Option<Handle> {
+    state().runtime.as_ref().map(|rt| rt.handle().clone())
+}
