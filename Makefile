@@ -1,0 +1,31 @@
+# cloudwatch_rs — `make test` and `make demo` set up what they need themselves (idempotently).
+SHELL := /bin/bash
+CARGO ?= cargo
+VENV := .venv
+SO := target/release/libcloudwatch_rs.so
+HOST := target/release/cwrs-test-host
+export CWRS_PYTHON := $(abspath $(VENV))/bin/python
+export CWRS_PLUGIN := $(abspath $(SO))
+export CWRS_HOST := $(abspath $(HOST))
+# Tests and the demo talk to 127.0.0.1 only: never let the credential chain probe IMDS.
+export AWS_EC2_METADATA_DISABLED := true
+
+.PHONY: all setup build test demo clean
+
+all: build
+
+setup:
+	@tests/support/setup.sh
+
+build: setup
+	$(CARGO) build --release --workspace
+
+test: build
+	$(CARGO) test --release --workspace
+
+demo: build
+	@tests/support/demo.sh
+
+clean:
+	$(CARGO) clean
+	rm -rf $(VENV) build
