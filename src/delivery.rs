@@ -32,6 +32,8 @@ pub enum BatchOutcome {
 pub enum Failure {
     GroupMissing,
     StreamMissing,
+    /// A create call lost a race with another worker (or another Fluent Bit): fine.
+    AlreadyExists,
     /// Throttling, 5xx, network, timeouts: worth retrying soon.
     Transient {
         throttled: bool,
@@ -115,6 +117,10 @@ impl Delivery {
                     );
                     return BatchOutcome::Retry;
                 }
+                Failure::AlreadyExists => {
+                    log_warn!(&self.label, "PutLogEvents answered ResourceAlreadyExists; will retry");
+                    return BatchOutcome::Retry;
+                }
                 Failure::Invalid(detail) => {
                     log_error!(
                         &self.label,
@@ -145,8 +151,9 @@ impl Delivery {
                 self.client.create_log_stream().log_group_name(&self.group).log_stream_name(stream).send()
             })
             .await;
-        match created {
-            Ok(_) => {
+        match created.map(Some).or_else(|f| if f == Failure::AlreadyExists { Ok(None) } else { Err(f) }) {
+            Ok(None) => Ok(()),
+            Ok(Some(_)) => {
                 Stats::add(&self.stats.streams_created, 1);
                 log_debug!(&self.label, "created log stream '{}' in '{}'", stream, self.group);
                 Ok(())
@@ -171,8 +178,9 @@ impl Delivery {
         let created = self
             .retrying("CreateLogGroup", deadline, || self.client.create_log_group().log_group_name(&self.group).send())
             .await;
-        match created {
-            Ok(_) => {
+        match created.map(Some).or_else(|f| if f == Failure::AlreadyExists { Ok(None) } else { Err(f) }) {
+            Ok(None) => Ok(()),
+            Ok(Some(_)) => {
                 Stats::add(&self.stats.groups_created, 1);
                 log_debug!(&self.label, "created log group '{}'", self.group);
                 Ok(())
@@ -300,6 +308,7 @@ where
             match code.as_deref().unwrap_or("") {
                 "ResourceNotFoundException" if message.contains("log group") => Failure::GroupMissing,
                 "ResourceNotFoundException" => Failure::StreamMissing,
+                "ResourceAlreadyExistsException" => Failure::AlreadyExists,
                 "ThrottlingException"
                 | "Throttling"
                 | "ThrottledException"

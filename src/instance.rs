@@ -98,8 +98,10 @@ impl Instance {
         };
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
         let this = self.clone();
+        // The flush future is large (it holds the SDK's request futures): box it inside the task
+        // so it is built on a runtime thread, never on Fluent Bit's small coroutine stack.
         handle.spawn(async move {
-            let result = this.flush(&chunk, &tag).await;
+            let result = Box::pin(this.flush(&chunk, &tag)).await;
             let _ = tx.send(result);
         });
         let result = rx.recv_timeout(self.config.flush_timeout + HANDOFF_MARGIN).unwrap_or_else(|_| {
