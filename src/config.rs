@@ -361,3 +361,15 @@ mod tests {
         assert_eq!(read.borrow().iter().collect::<std::collections::HashSet<_>>().len(), KEYS.len());
     }
 }
+
+#[cfg(test)]
+mod readme {
+    #[test]
+    fn the_readme_table_lists_every_key_as_the_table_says() {
+        let readme = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"));
+        for key in super::KEYS {
+            let row = format!("| `{}` | {} | {} |", key.name, key.default, key.meaning);
+            assert!(readme.contains(&row), "README lacks the row: {row}");
+        }
+    }
+}

@@ -6,7 +6,7 @@
 use crate::batch::LogEvent;
 use crate::log::{log_debug, log_error, log_warn};
 use crate::stats::Stats;
-use aws_sdk_cloudwatchlogs::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_cloudwatchlogs::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_cloudwatchlogs::types::{InputLogEvent, RejectedLogEventsInfo};
 use aws_sdk_cloudwatchlogs::Client;
 use std::collections::hash_map::RandomState;
@@ -101,7 +101,13 @@ impl Delivery {
                     return BatchOutcome::Retry;
                 }
                 Failure::Transient { detail, .. } => {
-                    log_warn!(&self.label, "PutLogEvents to '{}'/'{}' did not succeed before the flush deadline: {}; the chunk will be retried", self.group, stream, detail);
+                    log_warn!(
+                        &self.label,
+                        "PutLogEvents to '{}'/'{}' gave up: {}; the chunk will be retried",
+                        self.group,
+                        stream,
+                        detail
+                    );
                     return BatchOutcome::Retry;
                 }
                 Failure::Denied(detail) => {
@@ -217,15 +223,18 @@ impl Delivery {
         E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
     {
         let mut attempt: u32 = 0;
+        let mut last = String::new();
         loop {
             let failure = match timeout_at(deadline, call()).await {
                 Ok(Ok(out)) => return Ok(out),
                 Ok(Err(err)) => classify(&err),
                 Err(_) => {
-                    return Err(Failure::Transient {
-                        throttled: false,
-                        detail: format!("{name} still running at the flush deadline"),
-                    })
+                    let detail = if last.is_empty() {
+                        format!("{name} still running at the flush deadline")
+                    } else {
+                        format!("{name} still running at the flush deadline, after {attempt} failed attempts (last: {last})")
+                    };
+                    return Err(Failure::Transient { throttled: false, detail });
                 }
             };
             let Failure::Transient { throttled, detail } = &failure else {
@@ -239,6 +248,7 @@ impl Delivery {
                 return Err(failure);
             }
             log_debug!(&self.label, "{} failed ({}), retrying in {} ms", name, detail, wait.as_millis());
+            last.clone_from(detail);
             Stats::add(&self.stats.retries, 1);
             sleep(wait).await;
             attempt += 1;
@@ -292,7 +302,7 @@ pub fn classify<E>(err: &SdkError<E>) -> Failure
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
-    let text = || DisplayErrorContext(err).to_string();
+    let text = || error_chain(err);
     match err {
         SdkError::ServiceError(service) => {
             let status = service.raw().status().as_u16();
@@ -332,14 +342,18 @@ where
                 _ => Failure::Invalid(detail),
             }
         }
-        SdkError::DispatchFailure(dispatch) => {
-            let detail = text();
-            let credentials = dispatch.as_other().is_none() && detail.to_ascii_lowercase().contains("credential");
+        SdkError::DispatchFailure(_) => {
+            let detail = error_chain(err);
             if detail.contains("AccessDenied") || detail.contains("not authorized") {
                 Failure::Denied(detail)
-            } else if credentials && !dispatch.is_io() && !dispatch.is_timeout() {
+            } else if ["InvalidClientTokenId", "SignatureDoesNotMatch", "ExpiredToken", "no providers in chain"]
+                .iter()
+                .any(|code| detail.contains(code))
+            {
+                // the base credentials themselves are missing or refused
                 Failure::Credentials(detail)
             } else {
+                // network trouble, including on the way to STS: worth retrying
                 Failure::Transient { throttled: false, detail }
             }
         }
@@ -348,6 +362,20 @@ where
         }
         _ => Failure::Invalid(text()),
     }
+}
+
+/// An error and its sources as one line, without the Debug dumps of `DisplayErrorContext`.
+fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut current = Some(err);
+    while let Some(e) = current {
+        let text = e.to_string();
+        if !parts.last().is_some_and(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        current = e.source();
+    }
+    parts.join(": ")
 }
 
 /// `<Tag>text</Tag>` from an XML error body (moto and STS answer auth errors in XML), or the
