@@ -257,26 +257,64 @@ impl Delivery {
 
     /// Counts and logs events CloudWatch rejected one by one; returns how many.
     fn count_rejected(&self, info: &RejectedLogEventsInfo, events: &[LogEvent]) -> u64 {
-        let n = events.len();
-        // AWS: tooOld/expired end indexes are exclusive, tooNew start index inclusive.
-        let bound = |i: Option<i32>| i.map(|i| (i.max(0) as usize).min(n));
-        let too_old = bound(info.too_old_log_event_end_index()).unwrap_or(0);
-        let expired = bound(info.expired_log_event_end_index()).unwrap_or(0);
-        let too_new = bound(info.too_new_log_event_start_index()).map_or(0, |i| n - i);
-        let old = too_old.max(expired);
-        let total = (old + too_new).min(n);
-        if total > 0 {
+        let r = Rejected::from_indexes(
+            info.too_old_log_event_end_index(),
+            info.expired_log_event_end_index(),
+            info.too_new_log_event_start_index(),
+            events,
+            now_millis(),
+        );
+        let (n, old) = (events.len(), r.too_old + r.expired);
+        if r.total() > 0 {
             let span = |r: &[LogEvent]| r.first().zip(r.last()).map(|(a, b)| (a.timestamp, b.timestamp));
             log_warn!(
                 &self.label,
                 "CloudWatch rejected {} of {} events: {} too old, {} past retention, {} too new (time ranges ms: old {:?}, new {:?})",
-                total, n, too_old, expired, too_new, span(&events[..old]), span(&events[n - too_new..])
+                r.total(), n, r.too_old, r.expired, r.too_new, span(&events[..old]), span(&events[n - r.too_new..])
             );
-            Stats::add(&self.stats.dropped_rejected_too_old, too_old.saturating_sub(expired) as u64);
-            Stats::add(&self.stats.dropped_rejected_expired, expired as u64);
-            Stats::add(&self.stats.dropped_rejected_too_new, too_new as u64);
+            Stats::add(&self.stats.dropped_rejected_too_old, r.too_old as u64);
+            Stats::add(&self.stats.dropped_rejected_expired, r.expired as u64);
+            Stats::add(&self.stats.dropped_rejected_too_new, r.too_new as u64);
         }
-        total as u64
+        r.total() as u64
+    }
+}
+
+/// Events of one accepted batch that CloudWatch rejected, by reason. The old ones are at the
+/// start of the (sorted) batch, the too-new ones at its end.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Rejected {
+    pub too_old: usize,
+    pub expired: usize,
+    pub too_new: usize,
+}
+
+impl Rejected {
+    /// AWS documents the too-old and expired end indexes as exclusive and the too-new start
+    /// index as inclusive. moto sends the index of the *last* too-old event instead, so an event
+    /// at the end index that is itself more than 14 days old is counted as well.
+    pub fn from_indexes(
+        too_old_end: Option<i32>,
+        expired_end: Option<i32>,
+        too_new_start: Option<i32>,
+        events: &[LogEvent],
+        now_ms: i64,
+    ) -> Rejected {
+        let n = events.len();
+        let bound = |i: Option<i32>| i.map_or(0, |i| (i.max(0) as usize).min(n));
+        let fourteen_days_ago = now_ms - 14 * 24 * 3600 * 1000;
+        let mut too_old = bound(too_old_end);
+        if too_old_end.is_some() && too_old < n && events[too_old].timestamp < fourteen_days_ago {
+            too_old += 1;
+        }
+        let expired = bound(expired_end);
+        let old = too_old.max(expired);
+        let new_start = too_new_start.map_or(n, |i| (i.max(0) as usize).clamp(old, n));
+        Rejected { too_old: old - expired, expired, too_new: n - new_start }
+    }
+
+    pub fn total(&self) -> usize {
+        self.too_old + self.expired + self.too_new
     }
 }
 
@@ -289,6 +327,10 @@ fn input_events(arena: &[u8], events: &[LogEvent]) -> Vec<InputLogEvent> {
             InputLogEvent::builder().timestamp(e.timestamp).message(message).build().ok()
         })
         .collect()
+}
+
+fn now_millis() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }
 
 fn jittered_backoff(attempt: u32) -> Duration {
@@ -404,6 +446,28 @@ mod tests {
         assert!(tag_text(xml, "Message").unwrap().contains("111111111111"));
         let json = br#"{"__type": "X", "message": "The specified log group does not exist."}"#;
         assert_eq!(tag_text(json, "Message").as_deref(), Some("The specified log group does not exist."));
+    }
+
+    #[test]
+    fn rejected_events_by_index_aws_and_moto_style() {
+        let now = 2_000_000_000_000;
+        let day = 24 * 3600 * 1000;
+        let ev = |t| LogEvent { timestamp: t, start: 0, len: 1 };
+        let events = [ev(now - 20 * day), ev(now - 15 * day), ev(now), ev(now + 3 * 3600 * 1000)];
+        // AWS: exclusive end index 2 = two too old; too-new from index 3
+        assert_eq!(
+            Rejected::from_indexes(Some(2), None, Some(3), &events, now),
+            Rejected { too_old: 2, expired: 0, too_new: 1 }
+        );
+        // moto: index of the last too-old event (1)
+        assert_eq!(Rejected::from_indexes(Some(1), None, None, &events, now).too_old, 2);
+        // moto with one too-old event: index 0
+        assert_eq!(Rejected::from_indexes(Some(0), None, None, &events[1..], now).too_old, 1);
+        assert_eq!(
+            Rejected::from_indexes(None, Some(1), None, &events, now),
+            Rejected { too_old: 0, expired: 1, too_new: 0 }
+        );
+        assert_eq!(Rejected::from_indexes(Some(99), None, Some(-5), &events, now).total(), 4);
     }
 
     #[test]

@@ -44,7 +44,10 @@ struct Sent {
 
 /// Records with unique `seq`, three tags, both record forms, unsorted times over 3 hours,
 /// escapes and non-ASCII text; group markers in between.
-fn corpus(n: usize) -> (Vec<(Vec<u8>, String)>, HashMap<u64, Sent>) {
+/// Chunks with their tags, as Fluent Bit would flush them.
+type Chunks = Vec<(Vec<u8>, String)>;
+
+fn corpus(n: usize) -> (Chunks, HashMap<u64, Sent>) {
     let base = now_secs() - 3 * 3600;
     let mut per_tag: HashMap<String, Vec<Vec<u8>>> = HashMap::new();
     let mut sent = HashMap::new();
@@ -152,8 +155,9 @@ fn fluent_bit_1_9_profile_with_legacy_records() {
         ),
     )
     .unwrap();
-    let (code, out, err) = run_host(&conf, &moto.task_env(), &["--fb", "1.9.10"]);
+    let (code, out, err) = run_host(&conf, &moto.task_env(), &["--fb", "1.9.10", "--debug"]);
     assert_eq!(code, 0, "{out}\n{err}");
+    assert!(!err.contains(&moto.task_key.1) && !out.contains(&moto.task_key.1), "a secret in the output");
     let events = moto.read("legacy-group");
     let got: Vec<String> = events.iter().map(|e| e.message.clone()).collect();
     let want: Vec<String> = lines.iter().map(|l| json!({ "log": l }).to_string()).collect();
@@ -180,10 +184,11 @@ fn without_role_arn_access_is_denied_for_the_task_principal_and_the_flush_retrie
         ),
     )
     .unwrap();
-    let (code, out, err) = run_host(&conf, &moto.task_env(), &[]);
+    let (code, out, err) = run_host(&conf, &moto.task_env(), &["--debug"]);
     // Fluent Bit's default Retry_Limit 1: the first try and one retry, both RETRY, then dropped.
     assert!(out.contains("ok=0 retry=2 error=0 dropped_chunks=1"), "{out}\n{err}");
     assert_eq!(code, 3);
+    assert!(!err.contains(&moto.task_key.1) && !out.contains(&moto.task_key.1), "a secret in the output");
     let denied: Vec<&str> = err.lines().filter(|l| l.contains("access denied")).collect();
     assert!(!denied.is_empty(), "{err}");
     assert!(denied.iter().all(|l| l.contains(&moto.task_arn) && l.contains("[error] [output:cloudwatch_rs:")), "{err}");
@@ -194,7 +199,8 @@ fn without_role_arn_access_is_denied_for_the_task_principal_and_the_flush_retrie
 fn a_bad_key_stops_startup_with_one_line_naming_it() {
     let dir = scratch("badkey");
     let base = [("region", "us-east-1"), ("log_group_name", "g"), ("log_stream_prefix", "p-")];
-    let cases: &[(&[(&str, &str)], &str, &str)] = &[
+    type Pairs<'a> = &'a [(&'a str, &'a str)];
+    let cases: &[(Pairs, &str, &str)] = &[
         (&[("log_stream_name", "s")], "log_stream_prefix", "p-"),
         (&[("auto_create_group", "maybe")], "auto_create_group", "maybe"),
         (&[("role_arn", "arn:aws:iam::12:role/x")], "role_arn", "arn:aws:iam::12:role/x"),

@@ -310,7 +310,7 @@ impl Host {
         self.flush_ctx_raw(self.remote_context(out), data, tag)
     }
 
-    pub fn flush_ctx_raw(&self, ctx: *mut c_void, data: &[u8], tag: &str) -> c_int {
+    fn flush_ctx_raw(&self, ctx: *mut c_void, data: &[u8], tag: &str) -> c_int {
         unsafe {
             let tag_copy = libc::malloc(tag.len() + 1) as *mut c_char;
             std::ptr::copy_nonoverlapping(tag.as_ptr(), tag_copy as *mut u8, tag.len());

@@ -1,4 +1,4 @@
-//! `cwrs-test-host -e PLUGIN.so -c fluent-bit.conf [--fb 5.1.1|4.2|1.9.10] [--retry-wait-ms N]`
+//! `cwrs-test-host -e PLUGIN.so -c fluent-bit.conf [--fb 5.1.1|4.2|1.9.10] [--retry-wait-ms N] [--debug]`
 //!
 //! Runs a classic Fluent Bit config through the plugin the way Fluent Bit would, for tests and
 //! for `make demo` where no `fluent-bit` is installed. Understood: `[INPUT]` `tail` (`Path`,
@@ -87,6 +87,8 @@ fn main() -> ExitCode {
             "-e" => plugin = args.next().map(PathBuf::from),
             "-c" => conf = args.next().map(PathBuf::from),
             "--fb" => fb = args.next().and_then(|v| profile(&v)).expect("--fb 5.1.1|4.2|1.9.10"),
+            // every log line the plugin has (FLB_LOG_LEVEL=debug), as `fluent-bit -v` would
+            "--debug" => std::env::set_var("FLB_LOG_LEVEL", "debug"),
             "--retry-wait-ms" => {
                 retry_wait = Duration::from_millis(args.next().and_then(|v| v.parse().ok()).expect("--retry-wait-ms N"))
             }
