@@ -10,7 +10,7 @@ export CWRS_HOST := $(abspath $(HOST))
 # Tests and the demo talk to 127.0.0.1 only: never let the credential chain probe IMDS.
 export AWS_EC2_METADATA_DISABLED := true
 
-.PHONY: all setup build test demo clean
+.PHONY: all setup build test demo soak clean
 
 all: build
 
@@ -22,6 +22,10 @@ build: setup
 
 test: build
 	$(CARGO) test --release --workspace
+
+# A million records with every fault mixed in, through the strict endpoint (a few minutes).
+soak: build
+	$(CARGO) test --release --test faults -- --ignored --nocapture soak
 
 demo: build
 	@tests/support/demo.sh

@@ -29,6 +29,8 @@ pub const KEYS: &[Key] = &[
     Key { name: "sts_endpoint", default: "regional STS endpoint", meaning: "Full URL of STS (`https://host[:port]`, `http://` for tests); VPC endpoints." },
     Key { name: "endpoint", default: "regional CloudWatch Logs endpoint", meaning: "Full URL of CloudWatch Logs (`https://host[:port]`)." },
     Key { name: "log_key", default: "-", meaning: "Send only this top-level key's value: strings as they are, other values as JSON. Records without it are dropped and counted." },
+    Key { name: "truncation_marker", default: "`[Truncated...]`", meaning: "Appended to a message cut to the maximum event size (1,048,550 bytes, marker included); `off` for none." },
+    Key { name: "ca_bundle", default: "`AWS_CA_BUNDLE`", meaning: "PEM file of extra CA certificates to trust (private endpoints), on top of the system's." },
     Key { name: "flush_timeout", default: "`30s`", meaning: "Deadline for one flush, retries included (`1s`-`600s`; `ms`, `s`, `m` suffixes); after it the flush answers RETRY." },
 ];
 
@@ -46,6 +48,7 @@ pub struct Config {
     pub sts_endpoint: Option<String>,
     pub endpoint: Option<String>,
     pub message: MessageFormat,
+    pub ca_bundle: Option<String>,
     pub flush_timeout: Duration,
 }
 
@@ -140,7 +143,18 @@ impl Config {
             role_session_name,
             sts_endpoint: get("sts_endpoint").map(|v| check_url("sts_endpoint", &v)).transpose()?,
             endpoint: get("endpoint").map(|v| check_url("endpoint", &v)).transpose()?,
-            message: MessageFormat { log_key: get("log_key") },
+            message: MessageFormat {
+                log_key: get("log_key"),
+                truncation_marker: match get("truncation_marker") {
+                    Some(m) if m.eq_ignore_ascii_case("off") => String::new(),
+                    Some(m) if m.len() > 1024 => {
+                        return Err(bad("truncation_marker", &m, "at most 1024 bytes, or off"))
+                    }
+                    Some(m) => m,
+                    None => "[Truncated...]".to_owned(),
+                },
+            },
+            ca_bundle: get("ca_bundle").or_else(|| env("AWS_CA_BUNDLE").filter(|v| !v.is_empty())),
             flush_timeout: match get("flush_timeout") {
                 Some(v) => parse_duration(&v)
                     .filter(|d| (Duration::from_secs(1)..=Duration::from_secs(600)).contains(d))

@@ -4,7 +4,7 @@
 //! credentials and refreshes them shortly before they expire; every worker of the instance
 //! shares that one client.
 
-use crate::config::Config;
+use crate::config::{Config, ConfigError};
 use aws_config::retry::RetryConfig;
 use aws_config::sts::AssumeRoleProvider;
 use aws_config::timeout::TimeoutConfig;
@@ -12,21 +12,27 @@ use aws_config::{AppName, BehaviorVersion, Region};
 use aws_sdk_cloudwatchlogs::Client;
 use std::time::Duration;
 
-/// One attempt at any AWS call may take this long; the flush deadline bounds the sum.
-pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
+/// One attempt at an AWS call may take a third of the flush deadline (1 s to 10 s), so a slow
+/// answer still leaves time to retry within the flush.
+pub fn attempt_timeout(flush_timeout: Duration) -> Duration {
+    (flush_timeout / 3).clamp(Duration::from_secs(1), Duration::from_secs(10))
+}
 
-/// Builds the client for one instance. Does no network I/O: credentials are resolved on the
-/// first request.
-pub async fn logs_client(config: &Config) -> Client {
-    let mut loader =
-        aws_config::defaults(BehaviorVersion::latest()).region(Region::new(config.region.clone())).timeout_config(
-            TimeoutConfig::builder()
-                .connect_timeout(Duration::from_secs(3))
-                .operation_attempt_timeout(ATTEMPT_TIMEOUT)
-                .build(),
-        );
+/// Builds the client for one instance. Network I/O happens only on the first request; the
+/// only I/O here is reading `ca_bundle`.
+pub async fn logs_client(config: &Config) -> Result<Client, ConfigError> {
+    let timeouts = TimeoutConfig::builder()
+        .connect_timeout(Duration::from_secs(3))
+        .operation_attempt_timeout(attempt_timeout(config.flush_timeout))
+        .build();
+    let mut loader = aws_config::defaults(BehaviorVersion::latest())
+        .region(Region::new(config.region.clone()))
+        .timeout_config(timeouts);
     if let Ok(name) = AppName::new("cloudwatch_rs") {
         loader = loader.app_name(name);
+    }
+    if let Some(path) = &config.ca_bundle {
+        loader = loader.http_client(https_client_trusting(path)?);
     }
     let base = loader.load().await;
 
@@ -46,5 +52,27 @@ pub async fn logs_client(config: &Config) -> Client {
     if let Some(url) = &config.endpoint {
         logs = logs.endpoint_url(url);
     }
-    Client::from_conf(logs.build())
+    Ok(Client::from_conf(logs.build()))
+}
+
+/// An HTTPS client that trusts the system's roots and the CA certificates in `path`.
+fn https_client_trusting(path: &str) -> Result<aws_sdk_cloudwatchlogs::config::SharedHttpClient, ConfigError> {
+    use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode, TlsContext, TrustStore};
+    let bad = |why: &str| ConfigError {
+        key: "ca_bundle",
+        value: Some(path.to_owned()),
+        allowed: format!("a readable PEM file of CA certificates ({why})"),
+    };
+    let pem = std::fs::read(path).map_err(|e| bad(&e.to_string()))?;
+    if !pem.windows(27).any(|w| w == b"-----BEGIN CERTIFICATE-----") {
+        return Err(bad("no certificate in it"));
+    }
+    let context = TlsContext::builder()
+        .with_trust_store(TrustStore::default().with_pem_certificate(pem))
+        .build()
+        .map_err(|e| bad(&e.to_string()))?;
+    Ok(aws_smithy_http_client::Builder::new()
+        .tls_provider(tls::Provider::Rustls(CryptoMode::AwsLc))
+        .tls_context(context)
+        .build_https())
 }

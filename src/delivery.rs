@@ -16,6 +16,9 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::{sleep, timeout_at, Instant};
 
+/// How many times one batch may create its missing group/stream and replay.
+const MAX_CREATIONS: u32 = 5;
+
 /// What became of one batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BatchOutcome {
@@ -61,7 +64,9 @@ pub struct Delivery {
 impl Delivery {
     /// Sends one batch (sorted events whose messages live in `arena`) to `stream`.
     pub async fn send(&self, stream: &str, arena: &[u8], events: &[LogEvent], deadline: Instant) -> BatchOutcome {
-        let mut created = false;
+        // Group or stream can vanish again while we replay (deleted by someone else): recreate
+        // a few times, within the deadline, before handing the chunk back to Fluent Bit.
+        let mut creations = 0;
         loop {
             let put = self
                 .retrying("PutLogEvents", deadline, || {
@@ -84,19 +89,20 @@ impl Delivery {
                 Err(f) => f,
             };
             match failure {
-                Failure::GroupMissing | Failure::StreamMissing if !created => {
+                Failure::GroupMissing | Failure::StreamMissing if creations < MAX_CREATIONS => {
                     if let Err(outcome) = self.create_missing(stream, failure == Failure::GroupMissing, deadline).await
                     {
                         return outcome;
                     }
-                    created = true;
+                    creations += 1;
                 }
                 Failure::GroupMissing | Failure::StreamMissing => {
                     log_warn!(
                         &self.label,
-                        "log group '{}' / stream '{}' still missing right after creating it; will retry",
+                        "log group '{}' / stream '{}' missing again after creating it {} times; will retry",
                         self.group,
-                        stream
+                        stream,
+                        creations
                     );
                     return BatchOutcome::Retry;
                 }
@@ -237,10 +243,14 @@ impl Delivery {
                     return Err(Failure::Transient { throttled: false, detail });
                 }
             };
-            let Failure::Transient { throttled, detail } = &failure else {
-                return Err(failure);
+            // Credentials CloudWatch refused (expired, revoked) are retried too: the next
+            // attempt may be signed with refreshed ones.
+            let (throttled, detail) = match &failure {
+                Failure::Transient { throttled, detail } => (*throttled, detail),
+                Failure::Credentials(detail) => (false, detail),
+                _ => return Err(failure),
             };
-            if *throttled {
+            if throttled {
                 Stats::add(&self.stats.throttled, 1);
             }
             let wait = jittered_backoff(attempt);

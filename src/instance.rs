@@ -7,6 +7,7 @@ use crate::delivery::{BatchOutcome, Delivery};
 use crate::log::{log_debug, log_error, log_info, log_warn};
 use crate::message::Encoder;
 use crate::plan::Plan;
+use crate::progress::{ChunkId, Progress};
 use crate::runtime;
 use crate::stats::Stats;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -52,12 +53,20 @@ pub struct Instance {
     stats: Arc<Stats>,
     /// One `Scratch` per concurrent flush (Workers N), taken and returned, never held across an await.
     scratch: Mutex<Vec<Scratch>>,
+    /// What chunks that answered RETRY already delivered.
+    progress: Mutex<Progress>,
+    /// Flush tasks running on the runtime.
+    in_flight: AtomicUsize,
 }
 
 static NEXT_ID: AtomicUsize = AtomicUsize::new(0);
 
 /// Extra time the Fluent Bit thread waits past the flush deadline before it stops waiting.
 const HANDOFF_MARGIN: Duration = Duration::from_secs(5);
+/// Chunks awaiting a retry whose progress is remembered (a few KiB at most).
+const PROGRESS_ENTRIES: usize = 4096;
+/// How long ExitCtx waits for flush tasks still running (Fluent Bit's default Grace).
+const EXIT_WAIT: Duration = Duration::from_secs(5);
 
 impl Instance {
     /// Validates the config and builds the client (no network I/O).
@@ -68,7 +77,7 @@ impl Instance {
         let label = format!("cloudwatch_rs.{}", NEXT_ID.fetch_add(1, Ordering::Relaxed));
         let config = Config::from_lookup(get, env).map_err(|e| (label.clone(), InitError::Config(e)))?;
         let handle = runtime::handle().map_err(|e| (label.clone(), InitError::Runtime(e)))?;
-        let client = handle.block_on(logs_client(&config));
+        let client = handle.block_on(logs_client(&config)).map_err(|e| (label.clone(), InitError::Config(e)))?;
         let stats = Arc::new(Stats::default());
         let delivery = Delivery {
             client,
@@ -86,7 +95,15 @@ impl Instance {
             config.role_arn.as_deref().map(|r| format!(", as role {r}")).unwrap_or_default(),
             config.endpoint.as_deref().map(|e| format!(", endpoint {e}")).unwrap_or_default(),
         );
-        Ok(Arc::new(Instance { label, config, delivery, stats, scratch: Mutex::new(Vec::new()) }))
+        Ok(Arc::new(Instance {
+            label,
+            config,
+            delivery,
+            stats,
+            scratch: Mutex::new(Vec::new()),
+            progress: Mutex::new(Progress::new(PROGRESS_ENTRIES)),
+            in_flight: AtomicUsize::new(0),
+        }))
     }
 
     /// Called on Fluent Bit's thread (a small coroutine stack): hands the chunk to the
@@ -98,10 +115,12 @@ impl Instance {
         };
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
         let this = self.clone();
+        self.in_flight.fetch_add(1, Ordering::AcqRel);
         // The flush future is large (it holds the SDK's request futures): box it inside the task
         // so it is built on a runtime thread, never on Fluent Bit's small coroutine stack.
         handle.spawn(async move {
             let result = Box::pin(this.flush(&chunk, &tag)).await;
+            this.in_flight.fetch_sub(1, Ordering::AcqRel);
             let _ = tx.send(result);
         });
         let result = rx.recv_timeout(self.config.flush_timeout + HANDOFF_MARGIN).unwrap_or_else(|_| {
@@ -114,17 +133,41 @@ impl Instance {
         result
     }
 
-    /// The flush: plan the chunk, then deliver its batches in order.
+    /// The flush: plan the chunk, skip what an earlier attempt of the same chunk delivered,
+    /// deliver the rest in order, and remember what was delivered if the answer is RETRY.
     pub async fn flush(&self, chunk: &[u8], tag: &str) -> FlushResult {
         let deadline = Instant::now() + self.config.flush_timeout;
         let mut scratch = self.take_scratch();
         scratch.plan.build(chunk, &self.config.message, &mut scratch.encoder);
         let stream = self.config.stream.for_tag(tag).into_owned();
-        self.count_plan(&scratch.plan, tag);
-
         let plan = &scratch.plan;
+        let batches = plan.batches.len();
+
+        // Fingerprinting costs a pass over the chunk: only done while some chunk awaits a retry.
+        let earlier = self.lock_progress(|p| !p.is_empty()).then(|| ChunkId::of(tag, chunk));
+        let mut done = earlier.and_then(|id| self.lock_progress(|p| p.take(&id, batches)));
+        let retried = done.is_some();
+        if !retried {
+            self.count_plan(plan, tag);
+        }
+        let done = done.get_or_insert_with(|| vec![false; batches]);
+        let skipped = done.iter().filter(|&&d| d).count();
+        if skipped > 0 {
+            Stats::add(&self.stats.batches_skipped, skipped as u64);
+            log_debug!(
+                &self.label,
+                "tag '{}': retry of a chunk, {} of {} batches already delivered",
+                tag,
+                skipped,
+                batches
+            );
+        }
+
         let (mut delivered, mut dropped, mut retry) = (0usize, 0usize, false);
-        for range in &plan.batches {
+        for (i, range) in plan.batches.iter().enumerate() {
+            if done[i] {
+                continue;
+            }
             match self.delivery.send(&stream, &plan.arena, &plan.events[range.clone()], deadline).await {
                 BatchOutcome::Delivered => delivered += 1,
                 BatchOutcome::Dropped => dropped += 1,
@@ -133,23 +176,34 @@ impl Instance {
                     break;
                 }
             }
+            done[i] = true;
         }
         log_debug!(
             &self.label,
-            "flush of tag '{}': {} events in {} batches, {} delivered",
+            "flush of tag '{}': {} events in {} batches, {} delivered now",
             tag,
             plan.events.len(),
-            plan.batches.len(),
+            batches,
             delivered
         );
+        if retry {
+            let id = ChunkId::of(tag, chunk);
+            let done = std::mem::take(done);
+            self.lock_progress(|p| p.put(id, done, std::time::Instant::now()));
+        }
         self.return_scratch(scratch);
         if retry {
             FlushResult::Retry
-        } else if dropped > 0 && delivered == 0 {
+        } else if dropped > 0 && delivered == 0 && skipped == 0 {
             FlushResult::Error
         } else {
             FlushResult::Ok
         }
+    }
+
+    fn lock_progress<T>(&self, f: impl FnOnce(&mut Progress) -> T) -> T {
+        let mut guard = self.progress.lock().unwrap_or_else(|p| p.into_inner());
+        f(&mut guard)
     }
 
     fn count_plan(&self, plan: &Plan, tag: &str) {
@@ -197,8 +251,21 @@ impl Instance {
         }
     }
 
-    /// Called at ExitCtx: nothing is in flight any more (Fluent Bit joined the workers).
+    /// Called at ExitCtx. Fluent Bit has joined the workers, so a flush task can only still run
+    /// if its FlushCtx stopped waiting for it; give such tasks Grace, then report them.
     pub fn exit(&self) {
+        let until = std::time::Instant::now() + EXIT_WAIT;
+        while self.in_flight.load(Ordering::Acquire) > 0 && std::time::Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let left = self.in_flight.load(Ordering::Acquire);
+        if left > 0 {
+            log_error!(&self.label, "exit with {} flushes still running; their chunks were answered RETRY", left);
+        }
+        let pending = self.lock_progress(|p| p.len());
+        if pending > 0 {
+            log_warn!(&self.label, "exit with {} partly delivered chunks still awaiting Fluent Bit's retry", pending);
+        }
         log_info!(&self.label, "exit: {}", self.stats);
     }
 

@@ -26,6 +26,8 @@ pub mod msgpack;
 pub mod naming;
 /// One chunk → sorted events, batches and counted drops.
 pub mod plan;
+/// What of a chunk was delivered, across Fluent Bit's retries.
+pub mod progress;
 
 // The async shell around the core.
 /// The CloudWatch Logs client: default credential chain, AssumeRole on top.

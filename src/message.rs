@@ -16,6 +16,8 @@ pub const MAX_MESSAGE_BYTES: usize = 1_048_576 - 26;
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct MessageFormat {
     pub log_key: Option<String>,
+    /// Ends a message that had to be cut; counted inside the size limit.
+    pub truncation_marker: String,
 }
 
 /// The outcome of encoding one record.
@@ -63,7 +65,12 @@ impl Encoder {
                     out.truncate(start);
                     return Ok(Encoded::Empty);
                 }
-                let truncated = truncate_utf8(out, start, MAX_MESSAGE_BYTES);
+                let marker = format.truncation_marker.as_bytes();
+                let truncated = out.len() - start > MAX_MESSAGE_BYTES;
+                if truncated {
+                    truncate_utf8(out, start, MAX_MESSAGE_BYTES - marker.len());
+                    out.extend_from_slice(marker);
+                }
                 Ok(Encoded::Message { truncated })
             }
             Ok(other) => {
@@ -356,7 +363,7 @@ mod tests {
 
     fn encode(body: &[u8], log_key: Option<&str>) -> (Encoded, String) {
         let mut out = Vec::new();
-        let format = MessageFormat { log_key: log_key.map(str::to_owned) };
+        let format = MessageFormat { log_key: log_key.map(str::to_owned), truncation_marker: "[cut]".into() };
         let r = Encoder::new().encode(body, &format, &mut out).unwrap();
         (r, String::from_utf8(out).unwrap())
     }
@@ -413,6 +420,11 @@ mod tests {
         let (r, s) = encode(&body, Some("log"));
         assert_eq!(r, Encoded::Message { truncated: true });
         assert!(s.len() <= MAX_MESSAGE_BYTES && s.len() >= MAX_MESSAGE_BYTES - 1);
+        assert!(s.ends_with("é[cut]"));
+        // exactly the maximum is sent whole
+        let exact = "a".repeat(MAX_MESSAGE_BYTES);
+        let (r, s) = encode(&msgpack(&serde_json::json!({ "log": exact })), Some("log"));
+        assert_eq!((r, s.len()), (Encoded::Message { truncated: false }, MAX_MESSAGE_BYTES));
     }
 
     #[test]

@@ -126,7 +126,7 @@ mod tests {
         chunk.extend(record(100, &serde_json::json!({}), false));
         chunk.extend(record(100, &serde_json::json!({"other": 1}), true));
         let mut plan = Plan::default();
-        plan.build(&chunk, &MessageFormat { log_key: Some("log".into()) }, &mut Encoder::new());
+        plan.build(&chunk, &MessageFormat { log_key: Some("log".into()), ..Default::default() }, &mut Encoder::new());
         assert_eq!(plan.records, 4);
         assert_eq!(plan.group_markers, 1);
         assert_eq!(plan.dropped, Dropped { empty: 0, missing_key: 2, ..Default::default() });

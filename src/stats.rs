@@ -30,6 +30,7 @@ counters! {
     batches_sent: "PutLogEvents calls that succeeded",
     truncated: "events cut to the maximum event size",
     retries: "in-flush retries of a failed call",
+    batches_skipped: "batches of a retried chunk not sent again: an earlier attempt delivered them",
     throttled: "calls answered with throttling",
     groups_created: "log groups created",
     streams_created: "log streams created",

@@ -17,6 +17,8 @@
 
 #![allow(clippy::missing_safety_doc)]
 
+pub mod strict;
+
 use std::ffi::{c_char, c_int, c_void, CStr, CString};
 use std::path::Path;
 use std::sync::mpsc;
@@ -473,4 +475,48 @@ pub fn chunk(records: impl IntoIterator<Item = Vec<u8>>, max_bytes: usize) -> Ve
     }
     chunks.retain(|c| !c.is_empty());
     chunks
+}
+
+/// Captures what this process writes to file descriptor 2 (where the plugin logs) until
+/// `finish`; the text is also copied through to the real stderr.
+pub struct StderrCapture {
+    saved: c_int,
+    path: std::path::PathBuf,
+}
+
+impl StderrCapture {
+    pub fn start() -> StderrCapture {
+        let path =
+            std::env::temp_dir().join(format!("cwrs-stderr-{}-{:?}", std::process::id(), std::thread::current().id()));
+        let file = std::fs::File::create(&path).unwrap();
+        use std::os::fd::IntoRawFd;
+        unsafe {
+            let saved = libc::dup(2);
+            let fd = file.into_raw_fd();
+            libc::dup2(fd, 2);
+            libc::close(fd);
+            StderrCapture { saved, path }
+        }
+    }
+
+    pub fn finish(self) -> String {
+        unsafe {
+            libc::dup2(self.saved, 2);
+            libc::close(self.saved);
+        }
+        let text = std::fs::read_to_string(&self.path).unwrap_or_default();
+        let _ = std::fs::remove_file(&self.path);
+        eprint!("{text}");
+        text
+    }
+}
+
+/// `name=N` from the plugin's `exit:` line for `instance` (0 when absent).
+pub fn exit_counter(log: &str, instance: &str, name: &str) -> u64 {
+    log.lines()
+        .filter(|l| l.contains(&format!("[output:cloudwatch_rs:{instance}] exit:")))
+        .flat_map(|l| l.split_whitespace())
+        .filter_map(|w| w.strip_prefix(&format!("{name}=")))
+        .filter_map(|v| v.parse::<u64>().ok())
+        .sum()
 }

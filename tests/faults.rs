@@ -1,0 +1,215 @@
+//! Delivery under faults and at the API's limits, against the strict endpoint
+//! (`tests/host/src/strict.rs`): a corpus of records with unique sequence numbers goes through
+//! the test host with `Workers 4` and Fluent Bit's default `Retry_Limit 1`; every record must
+//! be accepted exactly once, or counted by the plugin as dropped with its reason — and the
+//! endpoint must never see a request that breaks a PutLogEvents rule.
+
+mod support;
+
+use cwrs_test_host::strict::{Faults, StrictEndpoint};
+use cwrs_test_host::{chunk, exit_counter, record, Host, StderrCapture, FB_5_1_1};
+use serde_json::json;
+use std::collections::HashMap;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+static SERIAL: Mutex<()> = Mutex::new(());
+
+const MAX_MESSAGE: usize = 1_048_550;
+
+/// Record `i`'s body: `{"seq":i,"pad":"…"}` of a size class chosen by `i`: mostly tiny, every
+/// 10th 1 KB, every 1000th 300 KB, and now and then exactly the maximum message size, or just
+/// over it (which must arrive cut to the maximum).
+fn body(i: u64, big_every: u64) -> serde_json::Value {
+    let target = match i % big_every {
+        0 => 300 << 10,
+        1 => MAX_MESSAGE,
+        2 => MAX_MESSAGE + 1 + (i as usize % 5000),
+        _ if i % 10 == 3 => 1024,
+        _ => 40,
+    };
+    let head = format!("{{\"seq\":{i},\"pad\":\"\"}}").len();
+    json!({ "seq": i, "pad": "p".repeat(target.saturating_sub(head)) })
+}
+
+struct Corpus {
+    chunks: Vec<(Vec<u8>, String)>,
+    records: u64,
+    truncated: u64,
+}
+
+/// `n` records over `streams` tags, times unsorted over 30 hours of the last 2 days.
+fn corpus(n: u64, streams: u64, big_every: u64) -> Corpus {
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
+    let base = now - 40 * 3600;
+    let mut per_tag: HashMap<u64, Vec<Vec<u8>>> = HashMap::new();
+    let mut truncated = 0;
+    for i in 0..n {
+        let b = body(i, big_every);
+        if serde_json::to_string(&b).unwrap().len() > MAX_MESSAGE {
+            truncated += 1;
+        }
+        let secs = base + (i.wrapping_mul(2_654_435_761) % (30 * 3600));
+        per_tag.entry(i % streams).or_default().push(record(i % 3 != 0, secs as u32, (i % 1000) as u32 * 1000, &b));
+    }
+    let mut chunks = Vec::new();
+    let mut tags: Vec<_> = per_tag.into_iter().collect();
+    tags.sort_by_key(|(t, _)| *t);
+    for (tag, recs) in tags {
+        chunks.extend(chunk(recs, 2 << 20).into_iter().map(|c| (c, format!("app.{tag}"))));
+    }
+    Corpus { chunks, records: n, truncated }
+}
+
+#[derive(Debug)]
+struct Outcome {
+    sent: u64,
+    delivered_once: u64,
+    duplicated: u64,
+    missing: u64,
+    dropped_counted: u64,
+    truncated: u64,
+    chunks_dropped_by_fluent_bit: usize,
+    rule_violations: u64,
+}
+
+fn run(name: &str, faults: Faults, tls: bool, corpus: Corpus, extra: &[(&str, &str)]) -> Outcome {
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    for (k, v) in [
+        ("AWS_ACCESS_KEY_ID", "AKIDSTRICTTEST"),
+        ("AWS_SECRET_ACCESS_KEY", "strict-secret-never-logged"),
+        ("AWS_EC2_METADATA_DISABLED", "true"),
+        ("AWS_CONFIG_FILE", "/nonexistent"),
+        ("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent"),
+    ] {
+        std::env::set_var(k, v);
+    }
+    let endpoint = StrictEndpoint::start(tls, Faults::default(), 0x5eed ^ name.len() as u64);
+    let dir = support::scratch(name);
+    let ca = dir.join("ca.pem");
+    if let Some(pem) = &endpoint.ca_pem {
+        std::fs::write(&ca, pem).unwrap();
+    }
+    let group = format!("strict-{name}");
+    let mut props: Vec<(&str, &str)> = vec![
+        ("Name", "cloudwatch_rs"),
+        ("Workers", "4"),
+        ("region", "us-east-1"),
+        ("log_group_name", &group),
+        ("log_stream_prefix", "s-"),
+        ("auto_create_group", "on"),
+        ("endpoint", &endpoint.url),
+        ("flush_timeout", "10s"),
+    ];
+    let ca_path = ca.to_string_lossy().into_owned();
+    if tls {
+        props.push(("ca_bundle", &ca_path));
+    }
+    props.extend_from_slice(extra);
+    endpoint.set_faults(faults);
+
+    let capture = StderrCapture::start();
+    let host = Arc::new(Host::load(&support::plugin(), FB_5_1_1).unwrap());
+    let reg = host.register().unwrap();
+    let out = Arc::new(host.new_output(reg, &props));
+    assert_eq!(host.init(&out), 1);
+    let (records, truncated) = (corpus.records, corpus.truncated);
+    let report = host.run(&out, corpus.chunks, Duration::from_millis(300));
+    host.exit(&out);
+    host.unregister(reg);
+    let log = capture.finish();
+
+    let mut seen: HashMap<u64, u64> = HashMap::new();
+    for a in endpoint.accepted() {
+        *seen.entry(a.seq.expect("seq in every message")).or_default() += 1;
+    }
+    let instance = log
+        .lines()
+        .find_map(|l| l.split("[output:cloudwatch_rs:").nth(1).and_then(|r| r.split(']').next()))
+        .unwrap_or("cloudwatch_rs.0")
+        .to_string();
+    let dropped_counted = [
+        "dropped_rejected_too_old",
+        "dropped_rejected_too_new",
+        "dropped_rejected_expired",
+        "dropped_invalid",
+        "dropped_empty",
+        "dropped_bad_record",
+        "dropped_bad_body",
+        "dropped_missing_key",
+    ]
+    .iter()
+    .map(|c| exit_counter(&log, &instance, c))
+    .sum();
+    assert!(!log.contains("strict-secret-never-logged"), "a secret in the log");
+    let outcome = Outcome {
+        sent: records,
+        delivered_once: seen.values().filter(|&&c| c == 1).count() as u64,
+        duplicated: seen.values().filter(|&&c| c > 1).map(|c| c - 1).sum(),
+        missing: (0..records).filter(|s| !seen.contains_key(s)).count() as u64,
+        dropped_counted,
+        truncated: exit_counter(&log, &instance, "truncated"),
+        chunks_dropped_by_fluent_bit: report.dropped_chunks,
+        rule_violations: endpoint.counters().rule_violations.load(Relaxed),
+    };
+    eprintln!("[{name}] {outcome:?}\n[{name}] endpoint: {}\n[{name}] host: {report:?}", endpoint.summary());
+    assert_eq!(outcome.rule_violations, 0, "{:?}", endpoint.violations());
+    assert_eq!(outcome.duplicated, 0, "duplicates");
+    assert_eq!(outcome.chunks_dropped_by_fluent_bit, 0, "chunks given up by Fluent Bit");
+    assert_eq!(outcome.missing, outcome.dropped_counted, "every record not delivered is counted as dropped");
+    let injected =
+        endpoint.counters().injected_reject_old.load(Relaxed) + endpoint.counters().injected_reject_new.load(Relaxed);
+    assert_eq!(outcome.delivered_once + outcome.missing, outcome.sent);
+    assert_eq!(outcome.truncated, truncated, "every over-size record cut once");
+    if injected == 0 {
+        assert_eq!(outcome.missing, 0);
+    }
+    outcome
+}
+
+/// No faults yet, and slow answers held past the client's attempt timeout (10 s / 3 = 3.3 s).
+fn no_faults() -> Faults {
+    Faults { slow_for: Duration::from_millis(3500), ..Faults::default() }
+}
+
+macro_rules! fault_test {
+    ($name:ident, $field:ident, $p:expr) => {
+        #[test]
+        fn $name() {
+            let mut faults = no_faults();
+            faults.$field = $p;
+            run(stringify!($name), faults, false, corpus(3_000, 20, 500), &[]);
+        }
+    };
+}
+
+fault_test!(throttling, throttle, 0.3);
+fault_test!(http_500, http500, 0.3);
+fault_test!(http_503, http503, 0.3);
+fault_test!(connection_reset_mid_request, reset, 0.3);
+fault_test!(slow_answers_past_the_client_timeout, slow, 0.1);
+fault_test!(stream_deleted_while_running, delete_stream, 0.2);
+fault_test!(group_deleted_while_running, delete_group, 0.1);
+fault_test!(expired_token, expired_token, 0.3);
+fault_test!(rejected_too_old, reject_old, 0.3);
+fault_test!(rejected_too_new, reject_new, 0.3);
+
+#[test]
+fn no_faults_over_tls_at_the_limits() {
+    let o = run("tls-clean", Faults::default(), true, corpus(5_000, 50, 250), &[]);
+    assert_eq!(o.delivered_once, 5_000);
+}
+
+#[test]
+fn all_faults_mixed_over_tls() {
+    run("mixed", Faults::mixed(0.03, Duration::from_millis(3500)), true, corpus(20_000, 100, 1000), &[]);
+}
+
+/// `make soak`: a million records, 1,000 streams, every fault mixed in.
+#[test]
+#[ignore]
+fn soak_a_million_records_all_faults_mixed() {
+    let n = std::env::var("SOAK_RECORDS").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000_000);
+    run("soak", Faults::mixed(0.02, Duration::from_millis(3500)), false, corpus(n, 1000, 10_000), &[]);
+}
