@@ -26,6 +26,9 @@ pub const KEYS: &[Key] = &[
     Key { name: "role_arn", default: "-", meaning: "IAM role to assume with STS (on top of the default credential chain) and write with; may be in another account." },
     Key { name: "external_id", default: "-", meaning: "`ExternalId` sent with AssumeRole (2-1224 characters of `A-Za-z0-9+=,.@:/_-`)." },
     Key { name: "role_session_name", default: "`cloudwatch_rs`", meaning: "`RoleSessionName` for AssumeRole (2-64 characters of `A-Za-z0-9+=,.@_-`); shows in the log account's CloudTrail." },
+    Key { name: "role_session_duration", default: "`1h`", meaning: "Lifetime asked of AssumeRole (`15m`-`12h`). An hour at most works even when the base credentials are themselves a role (role chaining)." },
+    Key { name: "profile", default: "`AWS_PROFILE`, else `default`", meaning: "Profile of the shared config/credentials files for the base credentials (`credential_process` included)." },
+    Key { name: "startup_check", default: "`warn`", meaning: "At startup, resolve the base identity, assume the role and ask whether the log group may be written (nothing is written): `off`, `warn` (log one line and start anyway) or `strict` (fail startup)." },
     Key { name: "sts_endpoint", default: "regional STS endpoint", meaning: "Full URL of STS (`https://host[:port]`, `http://` for tests); VPC endpoints." },
     Key { name: "endpoint", default: "regional CloudWatch Logs endpoint", meaning: "Full URL of CloudWatch Logs (`https://host[:port]`)." },
     Key { name: "log_key", default: "-", meaning: "Send only this top-level key's value: strings as they are, other values as JSON. Records without it are dropped and counted." },
@@ -47,9 +50,20 @@ pub struct Config {
     pub role_session_name: String,
     pub sts_endpoint: Option<String>,
     pub endpoint: Option<String>,
+    pub role_session_duration: Duration,
+    pub profile: Option<String>,
+    pub startup_check: StartupCheck,
     pub message: MessageFormat,
     pub ca_bundle: Option<String>,
     pub flush_timeout: Duration,
+}
+
+/// What Init does about the startup check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StartupCheck {
+    Off,
+    Warn,
+    Strict,
 }
 
 /// A key whose value cannot be used.
@@ -141,6 +155,24 @@ impl Config {
             role_arn,
             external_id,
             role_session_name,
+            role_session_duration: match get("role_session_duration") {
+                Some(v) => parse_duration(&v)
+                    .filter(|d| (Duration::from_secs(900)..=Duration::from_secs(43_200)).contains(d))
+                    .ok_or_else(|| {
+                        bad("role_session_duration", &v, "a duration from 15m to 12h, e.g. 1h, 3600, 45m")
+                    })?,
+                None => Duration::from_secs(3600),
+            },
+            profile: get("profile"),
+            startup_check: match get("startup_check").map(|v| v.to_ascii_lowercase()) {
+                None => StartupCheck::Warn,
+                Some(v) => match v.as_str() {
+                    "off" => StartupCheck::Off,
+                    "warn" => StartupCheck::Warn,
+                    "strict" => StartupCheck::Strict,
+                    _ => return Err(bad("startup_check", &v, "off, warn or strict")),
+                },
+            },
             sts_endpoint: get("sts_endpoint").map(|v| check_url("sts_endpoint", &v)).transpose()?,
             endpoint: get("endpoint").map(|v| check_url("endpoint", &v)).transpose()?,
             message: MessageFormat {
@@ -243,6 +275,8 @@ pub fn parse_duration(v: &str) -> Option<Duration> {
         (d, 1000)
     } else if let Some(d) = v.strip_suffix('m') {
         (d, 60_000)
+    } else if let Some(d) = v.strip_suffix('h') {
+        (d, 3_600_000)
     } else {
         (v, 1000)
     };
@@ -319,6 +353,8 @@ mod tests {
             (&[("endpoint", "ftp://host")], "endpoint"),
             (&[("flush_timeout", "0s")], "flush_timeout"),
             (&[("flush_timeout", "soon")], "flush_timeout"),
+            (&[("role_session_duration", "10m")], "role_session_duration"),
+            (&[("startup_check", "maybe")], "startup_check"),
         ];
         for (extra, key) in cases {
             let err = with(extra).expect_err(&format!("{extra:?} should fail"));

@@ -44,8 +44,10 @@ pub enum Failure {
     },
     /// AccessDenied and friends: the principal lacks a permission or the role's trust.
     Denied(String),
-    /// Credentials missing, expired or unusable.
+    /// Credentials CloudWatch refused (expired, revoked): worth retrying with fresh ones.
     Credentials(String),
+    /// No credentials to be had: the base chain found none, or AssumeRole was refused.
+    NoCredentials(String),
     /// The request itself was refused (InvalidParameter…): retrying cannot help.
     Invalid(String),
 }
@@ -59,6 +61,8 @@ pub struct Delivery {
     /// Instance name for log lines, e.g. `cloudwatch_rs.0`.
     pub label: String,
     pub stats: Arc<Stats>,
+    /// Dropped when CloudWatch refuses the credentials it signed with.
+    pub credentials: Arc<crate::credentials::CredentialCache>,
 }
 
 impl Delivery {
@@ -127,6 +131,10 @@ impl Delivery {
                         self.group,
                         detail
                     );
+                    return BatchOutcome::Retry;
+                }
+                Failure::NoCredentials(_) => {
+                    // the credential cache has logged why, once
                     return BatchOutcome::Retry;
                 }
                 Failure::AlreadyExists => {
@@ -231,6 +239,7 @@ impl Delivery {
         let mut attempt: u32 = 0;
         let mut last = String::new();
         loop {
+            let started = std::time::SystemTime::now();
             let failure = match timeout_at(deadline, call()).await {
                 Ok(Ok(out)) => return Ok(out),
                 Ok(Err(err)) => classify(&err),
@@ -247,7 +256,10 @@ impl Delivery {
             // attempt may be signed with refreshed ones.
             let (throttled, detail) = match &failure {
                 Failure::Transient { throttled, detail } => (*throttled, detail),
-                Failure::Credentials(detail) => (false, detail),
+                Failure::Credentials(detail) => {
+                    self.credentials.invalidate(started);
+                    (false, detail)
+                }
                 _ => return Err(failure),
             };
             if throttled {
@@ -343,7 +355,7 @@ fn now_millis() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }
 
-fn jittered_backoff(attempt: u32) -> Duration {
+pub fn jittered_backoff(attempt: u32) -> Duration {
     let cap_ms = 100u64.saturating_mul(1 << attempt.min(16)).min(5_000);
     let random = RandomState::new().hash_one(attempt);
     Duration::from_millis(random % (cap_ms + 1))
@@ -396,7 +408,10 @@ where
         }
         SdkError::DispatchFailure(_) => {
             let detail = error_chain(err);
-            if detail.contains("AccessDenied") || detail.contains("not authorized") {
+            // the credential cache's own refusals (see credentials.rs): retrying cannot help now
+            if detail.contains("no base AWS credentials found") || detail.contains("AssumeRole of") {
+                Failure::NoCredentials(detail)
+            } else if detail.contains("AccessDenied") || detail.contains("not authorized") {
                 Failure::Denied(detail)
             } else if ["InvalidClientTokenId", "SignatureDoesNotMatch", "ExpiredToken", "no providers in chain"]
                 .iter()
@@ -417,7 +432,7 @@ where
 }
 
 /// An error and its sources as one line, without the Debug dumps of `DisplayErrorContext`.
-fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
     let mut parts: Vec<String> = Vec::new();
     let mut current = Some(err);
     while let Some(e) = current {

@@ -1,8 +1,9 @@
 //! One `[OUTPUT]` instance: its config, its client, its counters, and the flush itself —
 //! the pure plan (decode → encode → sort → cut) followed by delivery of each batch.
 
+use crate::config::StartupCheck;
 use crate::config::{Config, ConfigError};
-use crate::credentials::logs_client;
+use crate::credentials::{clients, report_startup_check, startup_check};
 use crate::delivery::{BatchOutcome, Delivery};
 use crate::log::{log_debug, log_error, log_info, log_warn};
 use crate::message::Encoder;
@@ -28,6 +29,7 @@ pub enum FlushResult {
 pub enum InitError {
     Config(ConfigError),
     Runtime(std::io::Error),
+    StartupCheck(String),
 }
 
 impl std::fmt::Display for InitError {
@@ -35,6 +37,7 @@ impl std::fmt::Display for InitError {
         match self {
             InitError::Config(e) => write!(f, "{e}"),
             InitError::Runtime(e) => write!(f, "could not start the plugin's runtime: {e}"),
+            InitError::StartupCheck(line) => write!(f, "{line} (startup_check is strict)"),
         }
     }
 }
@@ -63,6 +66,8 @@ static NEXT_ID: AtomicUsize = AtomicUsize::new(0);
 
 /// Extra time the Fluent Bit thread waits past the flush deadline before it stops waiting.
 const HANDOFF_MARGIN: Duration = Duration::from_secs(5);
+/// How long Init may spend on the startup check.
+const STARTUP_CHECK_TIMEOUT: Duration = Duration::from_secs(20);
 /// Chunks awaiting a retry whose progress is remembered (a few KiB at most).
 const PROGRESS_ENTRIES: usize = 4096;
 /// How long ExitCtx waits for flush tasks still running (Fluent Bit's default Grace).
@@ -77,10 +82,20 @@ impl Instance {
         let label = format!("cloudwatch_rs.{}", NEXT_ID.fetch_add(1, Ordering::Relaxed));
         let config = Config::from_lookup(get, env).map_err(|e| (label.clone(), InitError::Config(e)))?;
         let handle = runtime::handle().map_err(|e| (label.clone(), InitError::Runtime(e)))?;
-        let client = handle.block_on(logs_client(&config)).map_err(|e| (label.clone(), InitError::Config(e)))?;
+        let clients = handle.block_on(clients(&config)).map_err(|e| (label.clone(), InitError::Config(e)))?;
+        if config.startup_check != StartupCheck::Off {
+            let check = handle.block_on(async {
+                tokio::time::timeout(STARTUP_CHECK_TIMEOUT, startup_check(&label, &config, &clients))
+                    .await
+                    .unwrap_or_else(|_| Err(format!("startup check: no answer within {STARTUP_CHECK_TIMEOUT:?}")))
+            });
+            report_startup_check(&label, config.startup_check, check)
+                .map_err(|line| (label.clone(), InitError::StartupCheck(line)))?;
+        }
         let stats = Arc::new(Stats::default());
         let delivery = Delivery {
-            client,
+            client: clients.logs,
+            credentials: clients.credentials,
             group: config.log_group_name.clone(),
             auto_create_group: config.auto_create_group,
             auto_create_stream: config.auto_create_stream,
@@ -266,7 +281,15 @@ impl Instance {
         if pending > 0 {
             log_warn!(&self.label, "exit with {} partly delivered chunks still awaiting Fluent Bit's retry", pending);
         }
-        log_info!(&self.label, "exit: {}", self.stats);
+        let c = &self.delivery.credentials;
+        log_info!(
+            &self.label,
+            "exit: {} credential_refreshes={} credential_invalidations={} (shared by every instance using {})",
+            self.stats,
+            c.refreshes.load(Ordering::Relaxed),
+            c.invalidations.load(Ordering::Relaxed),
+            c.describe()
+        );
     }
 
     pub fn stats(&self) -> &Stats {

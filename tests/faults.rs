@@ -100,6 +100,8 @@ fn run(name: &str, faults: Faults, tls: bool, corpus: Corpus, extra: &[(&str, &s
         ("log_stream_prefix", "s-"),
         ("auto_create_group", "on"),
         ("endpoint", &endpoint.url),
+        // the startup check's GetCallerIdentity goes to the stand-in STS on the same port
+        ("sts_endpoint", &endpoint.url),
         ("flush_timeout", "10s"),
     ];
     let ca_path = ca.to_string_lossy().into_owned();

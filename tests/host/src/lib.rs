@@ -18,6 +18,7 @@
 #![allow(clippy::missing_safety_doc)]
 
 pub mod strict;
+pub mod strict_sts;
 
 use std::ffi::{c_char, c_int, c_void, CStr, CString};
 use std::path::Path;
@@ -360,15 +361,27 @@ impl Host {
     }
 
     /// Runs every chunk through the instance the way Fluent Bit's engine would, on threads
-    /// whose stack is the coroutine stack; RETRY re-queues the whole chunk.
+    /// whose stack is the coroutine stack; RETRY re-queues the whole chunk after `retry_wait`.
     pub fn run(self: &Arc<Self>, out: &Arc<Output>, chunks: Vec<(Vec<u8>, String)>, retry_wait: Duration) -> RunReport {
+        self.run_paced(out, chunks, Duration::ZERO, retry_wait)
+    }
+
+    /// `run`, handing a new chunk to the workers every `pace` (as inputs produce them over time).
+    pub fn run_paced(
+        self: &Arc<Self>,
+        out: &Arc<Output>,
+        chunks: Vec<(Vec<u8>, String)>,
+        pace: Duration,
+        retry_wait: Duration,
+    ) -> RunReport {
+        type Task = (usize, (Vec<u8>, String));
         let threads = out.workers.max(1);
-        let report = Arc::new(Mutex::new(RunReport::default()));
+        let total = chunks.len();
         let (done_tx, done_rx) = mpsc::channel::<(usize, (Vec<u8>, String), c_int)>();
-        let mut senders = Vec::new();
+        let mut senders: Vec<mpsc::Sender<Task>> = Vec::new();
         let mut joins = Vec::new();
         for w in 0..threads {
-            let (tx, rx) = mpsc::channel::<(usize, (Vec<u8>, String))>();
+            let (tx, rx) = mpsc::channel::<Task>();
             senders.push(tx);
             let host = self.clone();
             let out = out.clone();
@@ -390,44 +403,68 @@ impl Host {
             );
         }
         drop(done_tx);
-        let mut pending = 0usize;
-        let mut next = 0usize;
-        for chunk in chunks {
-            senders[next % threads].send((0, chunk)).unwrap();
-            next += 1;
-            pending += 1;
-        }
-        while pending > 0 {
+        // round-robin dispatch, shared by the feeder and the retry timers
+        let next = Arc::new(Mutex::new((senders, 0usize)));
+        let dispatch = {
+            let next = next.clone();
+            move |task: Task| {
+                let mut n = next.lock().unwrap();
+                let i = n.1 % n.0.len();
+                n.1 += 1;
+                let _ = n.0[i].send(task);
+            }
+        };
+        let feeder = {
+            let dispatch = dispatch.clone();
+            std::thread::spawn(move || {
+                for chunk in chunks {
+                    dispatch((0, chunk));
+                    if !pace.is_zero() {
+                        std::thread::sleep(pace);
+                    }
+                }
+            })
+        };
+        let mut report = RunReport::default();
+        let mut finished = 0;
+        let mut timers = Vec::new();
+        while finished < total {
             let (attempt, chunk, ret) = done_rx.recv().expect("flush thread died");
-            pending -= 1;
-            let mut r = report.lock().unwrap();
-            r.flushes += 1;
+            report.flushes += 1;
             match ret {
-                FLB_OK => r.ok += 1,
+                FLB_OK => {
+                    report.ok += 1;
+                    finished += 1;
+                }
                 FLB_RETRY => {
-                    r.retry += 1;
+                    report.retry += 1;
                     if out.retry_limit.is_none_or(|limit| (attempt as u32) < limit) {
-                        drop(r);
-                        std::thread::sleep(retry_wait);
-                        senders[next % threads].send((attempt + 1, chunk)).unwrap();
-                        next += 1;
-                        pending += 1;
+                        let dispatch = dispatch.clone();
+                        timers.push(std::thread::spawn(move || {
+                            std::thread::sleep(retry_wait);
+                            dispatch((attempt + 1, chunk));
+                        }));
                     } else {
-                        r.dropped_chunks += 1;
+                        report.dropped_chunks += 1;
+                        finished += 1;
                     }
                 }
                 _ => {
-                    r.error += 1;
-                    r.dropped_chunks += 1;
+                    report.error += 1;
+                    report.dropped_chunks += 1;
+                    finished += 1;
                 }
             }
         }
-        drop(senders);
+        feeder.join().unwrap();
+        for t in timers {
+            t.join().unwrap();
+        }
+        next.lock().unwrap().0.clear();
         for j in joins {
             j.join().expect("flush thread panicked");
         }
-        let r = report.lock().unwrap().clone();
-        r
+        report
     }
 }
 

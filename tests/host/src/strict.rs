@@ -77,6 +77,8 @@ pub struct Accepted {
     pub seq: Option<u64>,
     /// the first 200 bytes
     pub head: String,
+    /// when the endpoint accepted it
+    pub at: SystemTime,
 }
 
 #[derive(Debug, Default)]
@@ -113,6 +115,7 @@ struct State {
     rng: Mutex<u64>,
     counters: Counters,
     stop: AtomicBool,
+    sts: crate::strict_sts::Sts,
 }
 
 /// A running endpoint; stopped on drop.
@@ -162,6 +165,11 @@ impl StrictEndpoint {
 
     pub fn counters(&self) -> &Counters {
         &self.state.counters
+    }
+
+    /// The STS / container-credentials / IMDS stand-in served on the same port.
+    pub fn sts(&self) -> &crate::strict_sts::Sts {
+        &self.state.sts
     }
 
     pub fn accepted(&self) -> Vec<Accepted> {
@@ -295,15 +303,26 @@ fn serve(tcp: TcpStream, tls: Option<Arc<rustls::ServerConfig>>, st: &State) {
                 return;
             }
         }
-        let (status, error_type, response) = handle(st, &target, &body, fault);
+        let (status, error_type, response) = if target.is_empty() {
+            crate::strict_sts::handle(&st.sts, &headers, &body)
+        } else {
+            match crate::strict_sts::check_signature(&st.sts, &headers) {
+                Some(refusal) => refusal,
+                None => handle(st, &target, &body, fault),
+            }
+        };
         let request_id = format!("{:016x}-strict", next_rand(st));
         let mut out = format!(
-            "HTTP/1.1 {status} {}\r\nContent-Type: application/x-amz-json-1.1\r\nx-amzn-RequestId: {request_id}\r\nContent-Length: {}\r\n",
+            "HTTP/1.1 {status} {}\r\nContent-Type: {}\r\nx-amzn-RequestId: {request_id}\r\nContent-Length: {}\r\n",
             reason(status),
+            if response.starts_with('<') { "text/xml" } else { "application/x-amz-json-1.1" },
             response.len()
         );
         if let Some(t) = error_type {
             out.push_str(&format!("x-amzn-ErrorType: {t}\r\n"));
+        }
+        if headers.get(":path").is_some_and(|p| p == "/latest/api/token") {
+            out.push_str("x-aws-ec2-metadata-token-ttl-seconds: 21600\r\n");
         }
         out.push_str("\r\n");
         let mut bytes = out.into_bytes();
@@ -343,12 +362,15 @@ fn read_head(conn: &mut Box<dyn Conn>, buf: &mut Vec<u8>) -> Option<(usize, Hash
     loop {
         if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
             let text = String::from_utf8_lossy(&buf[..end]).into_owned();
-            let headers = text
+            let mut headers: HashMap<String, String> = text
                 .lines()
                 .skip(1)
                 .filter_map(|l| l.split_once(':'))
                 .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
                 .collect();
+            let mut request_line = text.lines().next().unwrap_or("").split_whitespace();
+            headers.insert(":method".into(), request_line.next().unwrap_or("").to_string());
+            headers.insert(":path".into(), request_line.next().unwrap_or("").to_string());
             return Some((end + 4, headers));
         }
         if !fill(conn, buf) {
@@ -598,6 +620,7 @@ fn put(
                 len: msg.len(),
                 seq: seq_of(msg),
                 head: msg.chars().take(200).collect(),
+                at: SystemTime::now(),
             });
         }
     }
