@@ -129,10 +129,20 @@ fn https_client_trusting(path: &str) -> Result<aws_sdk_cloudwatchlogs::config::S
         .with_trust_store(TrustStore::default().with_pem_certificate(pem))
         .build()
         .map_err(|e| bad(&e.to_string()))?;
-    Ok(aws_smithy_http_client::Builder::new()
-        .tls_provider(tls::Provider::Rustls(CryptoMode::AwsLc))
-        .tls_context(context)
-        .build_https())
+    // Built connector by connector (as the SDK's default client is) so that HTTPS_PROXY /
+    // HTTP_PROXY / NO_PROXY keep applying with a custom trust store.
+    Ok(aws_smithy_http_client::Builder::new().build_with_connector_fn(move |settings, components| {
+        let mut builder = aws_smithy_http_client::Connector::builder();
+        builder.set_connector_settings(settings.cloned());
+        if let Some(components) = components {
+            builder.set_sleep_impl(components.sleep_impl());
+        }
+        builder
+            .proxy_config(aws_smithy_http_client::proxy::ProxyConfig::from_env())
+            .tls_provider(tls::Provider::Rustls(CryptoMode::AwsLc))
+            .tls_context(context.clone())
+            .build()
+    }))
 }
 
 /// Which credentials an instance needs; instances with equal keys share one cache.

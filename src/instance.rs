@@ -67,7 +67,7 @@ static NEXT_ID: AtomicUsize = AtomicUsize::new(0);
 /// Extra time the Fluent Bit thread waits past the flush deadline before it stops waiting.
 const HANDOFF_MARGIN: Duration = Duration::from_secs(5);
 /// How long Init may spend on the startup check.
-const STARTUP_CHECK_TIMEOUT: Duration = Duration::from_secs(20);
+const STARTUP_CHECK_TIMEOUT: Duration = Duration::from_secs(10);
 /// Chunks awaiting a retry whose progress is remembered (a few KiB at most).
 const PROGRESS_ENTRIES: usize = 4096;
 /// How long ExitCtx waits for flush tasks still running (Fluent Bit's default Grace).

@@ -351,6 +351,19 @@ fn every_base_credential_source_with_and_without_a_role_on_top() {
     assert_eq!((code, delivered(&endpoint, "src-imds")), (0, 20));
     assert!(endpoint.sts().imds_calls.load(Relaxed) > 0);
 
+    // through a forward proxy (HTTP_PROXY), and around it (NO_PROXY)
+    let proxy = cwrs_test_host::proxy::ForwardProxy::start();
+    let mut env = env_keys.clone();
+    env.push(("HTTP_PROXY", proxy.url.clone()));
+    let (code, ..) = host_run(&endpoint, "src-proxy", &[("endpoint", &url), ("sts_endpoint", &url)], &env);
+    assert_eq!((code, delivered(&endpoint, "src-proxy")), (0, 20));
+    let through = proxy.requests.load(Relaxed);
+    assert!(through > 0, "nothing went through the proxy");
+    env.push(("NO_PROXY", "127.0.0.1".into()));
+    let (code, ..) = host_run(&endpoint, "src-no-proxy", &[("endpoint", &url), ("sts_endpoint", &url)], &env);
+    assert_eq!((code, delivered(&endpoint, "src-no-proxy")), (0, 20));
+    assert_eq!(proxy.requests.load(Relaxed), through, "NO_PROXY was not honoured");
+
     // endpoints from AWS_ENDPOINT_URL_STS / AWS_ENDPOINT_URL_CLOUDWATCH_LOGS, no keys
     let mut env = env_keys.clone();
     env.push(("AWS_ENDPOINT_URL_CLOUDWATCH_LOGS", url.clone()));

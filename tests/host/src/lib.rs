@@ -17,6 +17,7 @@
 
 #![allow(clippy::missing_safety_doc)]
 
+pub mod proxy;
 pub mod strict;
 pub mod strict_sts;
 
