@@ -10,7 +10,7 @@ export CWRS_HOST := $(abspath $(HOST))
 # Tests and the demo talk to 127.0.0.1 only: never let the credential chain probe IMDS.
 export AWS_EC2_METADATA_DISABLED := true
 
-.PHONY: all setup build test demo soak clean
+.PHONY: all setup build test demo soak firelens clean
 
 all: build
 
@@ -20,8 +20,12 @@ setup:
 build: setup
 	$(CARGO) build --release --workspace
 
-test: build
+test: build firelens
 	$(CARGO) test --release --workspace
+
+# The library for aws-for-fluent-bit images (glibc 2.26 at most), into build/firelens/.
+firelens: setup
+	@tests/support/firelens.sh
 
 # A million records with every fault mixed in, through the strict endpoint (a few minutes).
 soak: build
@@ -32,4 +36,4 @@ demo: build
 
 clean:
 	$(CARGO) clean
-	rm -rf $(VENV) build
+	rm -rf $(VENV) build .tools

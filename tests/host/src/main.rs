@@ -1,4 +1,4 @@
-//! `cwrs-test-host -e PLUGIN.so -c fluent-bit.conf [--fb 5.1.1|4.2|1.9.10] [--retry-wait-ms N] [--debug]`
+//! `cwrs-test-host -e PLUGIN.so -c fluent-bit.conf [--fb 5.1.1|4.2|1.9.10] [--retry-wait-ms N] [--debug] [-p key=value]...`
 //!
 //! Runs a classic Fluent Bit config through the plugin the way Fluent Bit would, for tests and
 //! for `make demo` where no `fluent-bit` is installed. Understood: `[INPUT]` `tail` (`Path`,
@@ -82,11 +82,18 @@ fn tag_matches_rest(pattern: &str, rest: &str) -> bool {
 fn main() -> ExitCode {
     let mut args = std::env::args().skip(1);
     let (mut plugin, mut conf, mut fb, mut retry_wait) = (None, None, FB_5_1_1, Duration::from_millis(1000));
+    let mut overrides: Vec<(String, String)> = Vec::new();
     while let Some(a) = args.next() {
         match a.as_str() {
             "-e" => plugin = args.next().map(PathBuf::from),
             "-c" => conf = args.next().map(PathBuf::from),
             "--fb" => fb = args.next().and_then(|v| profile(&v)).expect("--fb 5.1.1|4.2|1.9.10"),
+            // `-p key=value`: set on every output of the plugin, ahead of the config's own keys
+            "-p" => {
+                let kv = args.next().expect("-p key=value");
+                let (k, v) = kv.split_once('=').expect("-p key=value");
+                overrides.push((k.to_string(), v.to_string()));
+            }
             // every log line the plugin has (FLB_LOG_LEVEL=debug), as `fluent-bit -v` would
             "--debug" => std::env::set_var("FLB_LOG_LEVEL", "debug"),
             "--retry-wait-ms" => {
@@ -129,7 +136,9 @@ fn main() -> ExitCode {
             eprintln!("[ warn] [host] skipping output '{}'", s.get("name").unwrap_or(""));
             continue;
         }
-        let pairs: Vec<(&str, &str)> = s.pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        // Fluent Bit's lookup takes the first matching key, so overrides go first.
+        let pairs: Vec<(&str, &str)> =
+            overrides.iter().chain(s.pairs.iter()).map(|(k, v)| (k.as_str(), v.as_str())).collect();
         let out = Arc::new(host.new_output(reg, &pairs));
         let ok = host.init(&out) > 0;
         outputs.push((out, s.get("match").unwrap_or("*").to_string()));
