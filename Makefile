@@ -27,7 +27,7 @@ test: build firelens
 firelens: setup
 	@tests/support/firelens.sh
 
-# A million records with every fault mixed in, through the strict endpoint (a few minutes).
+# A million records with every fault mixed in, and 10,000 streams, through the strict endpoint.
 soak: build
 	$(CARGO) test --release --test faults -- --ignored --nocapture soak
 

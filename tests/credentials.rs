@@ -229,6 +229,7 @@ fn credentials_revoked_before_their_expiry_are_replaced_on_the_first_refusal() {
     );
     assert!(sts.expired_token_rejections.load(Relaxed) >= 1);
     assert!(sts.assume_role_calls.load(Relaxed) > before, "no fresh credentials were fetched");
+    assert_eq!(sts.last_duration_seconds.load(Relaxed), 3600, "an hour unless set: safe for role chaining");
     assert_eq!(r2.retry + r2.error, 0, "the refused requests succeeded on their in-flush retry");
     exactly_once(&endpoint, "revoked", 160);
     no_secret_in(&log, &endpoint);
@@ -420,6 +421,22 @@ fn failures_say_who_tried_what_and_where_to_look() {
         err.lines().any(|l| l.contains("[ warn]") && l.contains("startup check") && l.contains("starting anyway")),
         "{err}"
     );
+
+    // the role may be assumed but may not write: the check says which permission is missing
+    let (code, _, err) = host_run(
+        &endpoint,
+        "fail-nowrite",
+        &[
+            ("endpoint", &url),
+            ("sts_endpoint", &url),
+            ("role_arn", "arn:aws:iam::222222222222:role/nowrite"),
+            ("startup_check", "strict"),
+        ],
+        &env_keys,
+    );
+    assert_eq!(code, 1);
+    let line = err.lines().find(|l| l.contains("startup check")).expect("a startup check line");
+    assert!(line.contains("may not write to log group 'fail-nowrite'") && line.contains("logs:PutLogEvents"), "{line}");
 
     // no base credentials anywhere: the line lists the sources tried
     let (code, _, err) = host_run(

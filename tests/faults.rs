@@ -215,3 +215,110 @@ fn soak_a_million_records_all_faults_mixed() {
     let n = std::env::var("SOAK_RECORDS").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000_000);
     run("soak", Faults::mixed(0.02, Duration::from_millis(3500)), false, corpus(n, 1000, 10_000), &[]);
 }
+
+#[test]
+fn a_retried_chunk_skips_the_batches_already_accepted() {
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    std::env::set_var("AWS_ACCESS_KEY_ID", "AKIDSTRICTTEST");
+    std::env::set_var("AWS_SECRET_ACCESS_KEY", "strict-secret-never-logged");
+    std::env::set_var("AWS_EC2_METADATA_DISABLED", "true");
+    // the first accepted call gets through, then everything is throttled until cleared
+    let endpoint = StrictEndpoint::start(false, Faults { throttle_after_puts: Some(1), ..no_faults() }, 23);
+    let props = [
+        ("Name", "cloudwatch_rs"),
+        ("region", "us-east-1"),
+        ("log_group_name", "progress"),
+        ("log_stream_name", "s"),
+        ("auto_create_group", "on"),
+        ("endpoint", endpoint.url.as_str()),
+        ("sts_endpoint", endpoint.url.as_str()),
+        ("flush_timeout", "2s"),
+        ("startup_check", "off"),
+    ];
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() as u32;
+    // six records of ~400 KB: three batches of two
+    let recs = (0..6u64).map(|i| record(true, now, 0, &json!({ "seq": i, "pad": "q".repeat(400_000) })));
+    let chunks = vec![(chunk(recs, usize::MAX).remove(0), "t".to_string())];
+    let capture = StderrCapture::start();
+    let host = Arc::new(Host::load(&support::plugin(), FB_5_1_1).unwrap());
+    let reg = host.register().unwrap();
+    let out = Arc::new(host.new_output(reg, &props));
+    assert_eq!(host.init(&out), 1);
+    let clear = {
+        let faults = no_faults();
+        let ep = &endpoint;
+        std::thread::scope(|s| {
+            s.spawn(move || {
+                std::thread::sleep(Duration::from_secs(3));
+                ep.set_faults(faults);
+            });
+            // first attempt: batch 0 accepted, batch 1 throttled until the 2 s deadline -> RETRY;
+            // Fluent Bit re-sends the whole chunk 2 s later, after the faults are gone
+            host.run(&out, chunks, Duration::from_secs(2))
+        })
+    };
+    host.exit(&out);
+    host.unregister(reg);
+    let log = capture.finish();
+    let instance = log
+        .lines()
+        .find_map(|l| l.split("[output:cloudwatch_rs:").nth(1).and_then(|r| r.split(']').next()))
+        .unwrap()
+        .to_string();
+    let mut seen: HashMap<u64, u64> = HashMap::new();
+    for a in endpoint.accepted() {
+        *seen.entry(a.seq.unwrap()).or_default() += 1;
+    }
+    eprintln!("progress: {clear:?}, accepted {seen:?}, {}", endpoint.summary());
+    assert_eq!((clear.retry, clear.ok, clear.dropped_chunks), (1, 1, 0), "{clear:?}");
+    assert_eq!(seen.len(), 6);
+    assert!(seen.values().all(|&c| c == 1), "a batch was sent twice: {seen:?}");
+    assert_eq!(exit_counter(&log, &instance, "batches_skipped"), 1);
+}
+
+#[test]
+fn a_missing_group_without_auto_create_answers_retry_and_says_what_is_missing() {
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    std::env::set_var("AWS_ACCESS_KEY_ID", "AKIDSTRICTTEST");
+    std::env::set_var("AWS_SECRET_ACCESS_KEY", "strict-secret-never-logged");
+    std::env::set_var("AWS_EC2_METADATA_DISABLED", "true");
+    let endpoint = StrictEndpoint::start(false, no_faults(), 29);
+    let props = [
+        ("Name", "cloudwatch_rs"),
+        ("region", "us-east-1"),
+        ("log_group_name", "not-created-yet"),
+        ("log_stream_name", "s"),
+        ("endpoint", endpoint.url.as_str()),
+        ("sts_endpoint", endpoint.url.as_str()),
+        ("startup_check", "off"),
+    ];
+    let capture = StderrCapture::start();
+    let host = Arc::new(Host::load(&support::plugin(), FB_5_1_1).unwrap());
+    let reg = host.register().unwrap();
+    let out = Arc::new(host.new_output(reg, &props));
+    assert_eq!(host.init(&out), 1);
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() as u32;
+    let small = |from: u64| {
+        let recs = (from..from + 10).map(|i| record(true, now, 0, &json!({ "seq": i })));
+        vec![(chunk(recs, usize::MAX).remove(0), "t".to_string())]
+    };
+    let first = host.run(&out, small(0), Duration::from_millis(100));
+    endpoint.create_group("not-created-yet"); // someone creates it: the next chunk goes through
+    let second = host.run(&out, small(10), Duration::from_millis(100));
+    host.exit(&out);
+    host.unregister(reg);
+    let log = capture.finish();
+    assert_eq!((first.retry, first.dropped_chunks), (2, 1), "{first:?}");
+    assert_eq!((second.ok, second.retry), (1, 0), "{second:?}");
+    assert!(
+        log.lines().any(|l| l.contains("log group 'not-created-yet' does not exist and auto_create_group is off")),
+        "{log}"
+    );
+}
+
+/// `make soak`: 10,000 streams, one record each: no state is kept per stream.
+#[test]
+#[ignore]
+fn soak_ten_thousand_streams() {
+    run("streams", Faults::default(), false, corpus(10_000, 10_000, 1_000_000), &[]);
+}

@@ -45,6 +45,8 @@ pub struct Faults {
     pub reject_old: f64,
     /// the last 1-3 events are answered as too new (and not stored)
     pub reject_new: f64,
+    /// after this many accepted PutLogEvents calls, every further one is throttled
+    pub throttle_after_puts: Option<u64>,
 }
 
 impl Faults {
@@ -62,6 +64,7 @@ impl Faults {
             expired_token: p,
             reject_old: p,
             reject_new: p,
+            throttle_after_puts: None,
         }
     }
 }
@@ -429,6 +432,10 @@ fn next_rand(st: &State) -> u64 {
 
 fn draw_fault(st: &State) -> Option<Fault> {
     let f = st.faults.lock().unwrap().clone();
+    if f.throttle_after_puts.is_some_and(|n| st.counters.put_calls_ok.load(Relaxed) >= n) {
+        st.counters.injected_throttle.fetch_add(1, Relaxed);
+        return Some(Fault::Throttle);
+    }
     let table = [
         (f.throttle, Fault::Throttle),
         (f.http500, Fault::Http500),

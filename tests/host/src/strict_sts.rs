@@ -21,6 +21,8 @@ struct Issued {
     token: String,
     expiry: SystemTime,
     revoked: bool,
+    /// the role assumed ("" for container / IMDS credentials)
+    role: String,
 }
 
 pub struct Sts {
@@ -39,6 +41,8 @@ pub struct Sts {
     pub expired_token_rejections: AtomicU64,
     /// Accepted CloudWatch calls by access key.
     pub calls_by_key: Mutex<HashMap<String, u64>>,
+    /// `DurationSeconds` of the last AssumeRole (0 when absent).
+    pub last_duration_seconds: AtomicU64,
 }
 
 impl Default for Sts {
@@ -57,6 +61,7 @@ impl Default for Sts {
             outage_refusals: AtomicU64::new(0),
             expired_token_rejections: AtomicU64::new(0),
             calls_by_key: Mutex::new(HashMap::new()),
+            last_duration_seconds: AtomicU64::new(0),
         }
     }
 }
@@ -94,15 +99,19 @@ impl Sts {
     }
 
     fn issue(&self) -> (String, String, String, SystemTime) {
+        self.issue_for("")
+    }
+
+    fn issue_for(&self, role: &str) -> (String, String, String, SystemTime) {
         let n = self.next.fetch_add(1, Relaxed);
         let key = format!("ASIASTRICT{n:010}");
         let secret = format!("issued-secret-{n}-{:x}", nanos());
         let token = format!("issued-token-{n}-{:x}", nanos().rotate_left(17));
         let expiry = SystemTime::now() + Duration::from_millis(self.lifetime_ms.load(Relaxed));
-        self.issued
-            .lock()
-            .unwrap()
-            .insert(key.clone(), Issued { secret: secret.clone(), token: token.clone(), expiry, revoked: false });
+        self.issued.lock().unwrap().insert(
+            key.clone(),
+            Issued { secret: secret.clone(), token: token.clone(), expiry, revoked: false, role: role.to_string() },
+        );
         (key, secret, token, expiry)
     }
 }
@@ -185,6 +194,19 @@ pub fn check_signature(sts: &Sts, headers: &HashMap<String, String>) -> Option<A
             Some(c) if headers.get("x-amz-security-token") != Some(&c.token) => {
                 Some(("UnrecognizedClientException", "The security token included in the request is invalid."))
             }
+            // a role whose name says so may not write logs
+            Some(c) if c.role.contains("nowrite") => {
+                let message = format!(
+                    "User: arn:aws:sts::222222222222:assumed-role/nowrite/session is not authorized to perform: \
+                     logs:PutLogEvents on resource: (role {})",
+                    c.role
+                );
+                return Some((
+                    400,
+                    Some("AccessDeniedException"),
+                    serde_json::json!({ "__type": "AccessDeniedException", "message": message }).to_string(),
+                ));
+            }
             _ => None,
         };
         if let Some((kind, message)) = refusal {
@@ -262,6 +284,8 @@ pub fn handle(sts: &Sts, headers: &HashMap<String, String>, body: &[u8]) -> Answ
             let role = params.get("RoleArn").cloned().unwrap_or_default();
             if action == "AssumeRole" {
                 sts.assume_role_calls.fetch_add(1, Relaxed);
+                let duration = params.get("DurationSeconds").and_then(|d| d.parse().ok()).unwrap_or(0);
+                sts.last_duration_seconds.store(duration, Relaxed);
                 if role.contains("denied") {
                     return sts_error(
                         403,
@@ -276,7 +300,7 @@ pub fn handle(sts: &Sts, headers: &HashMap<String, String>, body: &[u8]) -> Answ
                 }
             }
             let session = params.get("RoleSessionName").cloned().unwrap_or_default();
-            let (key, secret, token, expiry) = sts.issue();
+            let (key, secret, token, expiry) = sts.issue_for(&role);
             (
                 200,
                 None,
