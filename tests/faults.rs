@@ -74,8 +74,8 @@ struct Outcome {
     rule_violations: u64,
 }
 
-fn run(name: &str, faults: Faults, tls: bool, corpus: Corpus, extra: &[(&str, &str)]) -> Outcome {
-    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+/// The plugin's environment in this process: static keys, no IMDS, no config files.
+fn plugin_env() {
     for (k, v) in [
         ("AWS_ACCESS_KEY_ID", "AKIDSTRICTTEST"),
         ("AWS_SECRET_ACCESS_KEY", "strict-secret-never-logged"),
@@ -85,6 +85,11 @@ fn run(name: &str, faults: Faults, tls: bool, corpus: Corpus, extra: &[(&str, &s
     ] {
         std::env::set_var(k, v);
     }
+}
+
+fn run(name: &str, faults: Faults, tls: bool, corpus: Corpus, extra: &[(&str, &str)]) -> Outcome {
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    plugin_env();
     let endpoint = StrictEndpoint::start(tls, Faults::default(), 0x5eed ^ name.len() as u64);
     let dir = support::scratch(name);
     let ca = dir.join("ca.pem");
@@ -219,9 +224,7 @@ fn soak_a_million_records_all_faults_mixed() {
 #[test]
 fn a_retried_chunk_skips_the_batches_already_accepted() {
     let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
-    std::env::set_var("AWS_ACCESS_KEY_ID", "AKIDSTRICTTEST");
-    std::env::set_var("AWS_SECRET_ACCESS_KEY", "strict-secret-never-logged");
-    std::env::set_var("AWS_EC2_METADATA_DISABLED", "true");
+    plugin_env();
     // the first accepted call gets through, then everything is throttled until cleared
     let endpoint = StrictEndpoint::start(false, Faults { throttle_after_puts: Some(1), ..no_faults() }, 23);
     let props = [
@@ -279,9 +282,7 @@ fn a_retried_chunk_skips_the_batches_already_accepted() {
 #[test]
 fn a_missing_group_without_auto_create_answers_retry_and_says_what_is_missing() {
     let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
-    std::env::set_var("AWS_ACCESS_KEY_ID", "AKIDSTRICTTEST");
-    std::env::set_var("AWS_SECRET_ACCESS_KEY", "strict-secret-never-logged");
-    std::env::set_var("AWS_EC2_METADATA_DISABLED", "true");
+    plugin_env();
     let endpoint = StrictEndpoint::start(false, no_faults(), 29);
     let props = [
         ("Name", "cloudwatch_rs"),
