@@ -10,7 +10,7 @@ export CWRS_HOST := $(abspath $(HOST))
 # Tests and the demo talk to 127.0.0.1 only: never let the credential chain probe IMDS.
 export AWS_EC2_METADATA_DISABLED := true
 
-.PHONY: all setup build test demo soak firelens clean
+.PHONY: all setup build test demo soak firelens bench clean
 
 all: build
 
@@ -30,6 +30,10 @@ firelens: setup
 # A million records with every fault mixed in, and 10,000 streams, through the strict endpoint.
 soak: build
 	$(CARGO) test --release --test faults -- --ignored --nocapture soak
+
+# Benchmarks (so far: the pure core alone; see README, Performance).
+bench: setup
+	$(CARGO) bench --bench core
 
 demo: build
 	@tests/support/demo.sh

@@ -1,0 +1,69 @@
+//! `make bench` (first part): the pure core alone — one Fluent Bit chunk of ~2 MB decoded,
+//! encoded to CloudWatch messages, sorted and cut into batches — on ~1 KB JSON-like records and
+//! on ~100-byte records. Prints the median of several runs; no network, no AWS.
+
+use cloudwatch_rs::message::{Encoder, MessageFormat};
+use cloudwatch_rs::plan::Plan;
+use std::time::{Duration, Instant};
+
+fn record(secs: u32, body: &serde_json::Value) -> Vec<u8> {
+    let mut out = vec![0x92, 0x92, 0xd7, 0x00];
+    out.extend(secs.to_be_bytes());
+    out.extend(0u32.to_be_bytes());
+    out.push(0x80);
+    out.extend(rmp_serde::to_vec(body).unwrap());
+    out
+}
+
+/// A ~2 MB chunk of records whose JSON message is about `size` bytes.
+fn chunk(size: usize) -> (Vec<u8>, usize) {
+    let mut buf = Vec::new();
+    let mut n = 0;
+    while buf.len() < 2 << 20 {
+        let body = serde_json::json!({
+            "time": "2026-11-28T01:02:03.456Z",
+            "level": if n % 3 == 0 { "info" } else { "warn" },
+            "request_id": format!("{:032x}", n as u128 * 0x9E37_79B9_7F4A_7C15),
+            "status": 200 + n % 5,
+            "latency_ms": 12.5 + (n % 7) as f64,
+            "message": "x".repeat(size.saturating_sub(160)),
+            "kubernetes": {"namespace_name": "prod", "pod_name": format!("app-{}", n % 16)},
+        });
+        buf.extend(record(1_795_000_000 + (n % 60) as u32, &body));
+        n += 1;
+    }
+    (buf, n)
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn main() {
+    let runs = 15;
+    println!("pure core: decode -> encode -> sort -> cut, one ~2 MB chunk, median of {runs} runs");
+    for size in [1024usize, 100] {
+        let (chunk, records) = chunk(size);
+        let format = MessageFormat::default();
+        let (mut plan, mut encoder) = (Plan::default(), Encoder::new());
+        plan.build(&chunk, &format, &mut encoder); // warm the reused buffers
+        let times: Vec<Duration> = (0..runs)
+            .map(|_| {
+                let t = Instant::now();
+                plan.build(&chunk, &format, &mut encoder);
+                t.elapsed()
+            })
+            .collect();
+        let t = median(times).as_secs_f64();
+        println!(
+            "  ~{size:>4} B records: {records:>6} records, {:.2} MB msgpack -> {:.2} MB messages in {} batches: \
+             {:.0} records/s, {:.0} MB/s of chunk per core",
+            chunk.len() as f64 / 1e6,
+            plan.arena.len() as f64 / 1e6,
+            plan.batches.len(),
+            records as f64 / t,
+            chunk.len() as f64 / 1e6 / t
+        );
+    }
+}
