@@ -2,6 +2,7 @@
 //! encoded to CloudWatch messages, sorted and cut into batches — on ~1 KB JSON-like records and
 //! on ~100-byte records. Prints the median of several runs; no network, no AWS.
 
+use cloudwatch_rs::batch::request_body;
 use cloudwatch_rs::message::{Encoder, MessageFormat};
 use cloudwatch_rs::plan::Plan;
 use std::time::{Duration, Instant};
@@ -40,6 +41,20 @@ fn median(mut v: Vec<Duration>) -> Duration {
     v[v.len() / 2]
 }
 
+fn time(runs: usize, mut f: impl FnMut()) -> f64 {
+    f(); // warm the reused buffers
+    median(
+        (0..runs)
+            .map(|_| {
+                let t = Instant::now();
+                f();
+                t.elapsed()
+            })
+            .collect(),
+    )
+    .as_secs_f64()
+}
+
 fn main() {
     let runs = 15;
     println!("pure core: decode -> encode -> sort -> cut, one ~2 MB chunk, median of {runs} runs");
@@ -47,23 +62,45 @@ fn main() {
         let (chunk, records) = chunk(size);
         let format = MessageFormat::default();
         let (mut plan, mut encoder) = (Plan::default(), Encoder::new());
-        plan.build(&chunk, &format, &mut encoder); // warm the reused buffers
-        let times: Vec<Duration> = (0..runs)
-            .map(|_| {
-                let t = Instant::now();
-                plan.build(&chunk, &format, &mut encoder);
-                t.elapsed()
-            })
-            .collect();
-        let t = median(times).as_secs_f64();
+        let t = time(runs, || plan.build(&chunk, &format, &mut encoder));
+        let mut body = Vec::new();
+        let t_body = time(runs, || {
+            plan.build(&chunk, &format, &mut encoder);
+            for r in &plan.batches {
+                request_body("group", "stream", &plan.arena, &plan.events[r.clone()], &mut body);
+            }
+        });
+        // what the first version did after the plan: one String per event for the SDK's builder
+        // (the SDK's own JSON serialisation of them came on top, not measured here)
+        let t_strings = time(runs, || {
+            plan.build(&chunk, &format, &mut encoder);
+            let strings: Vec<(i64, String)> = plan
+                .events
+                .iter()
+                .map(|e| (e.timestamp, String::from_utf8_lossy(e.message(&plan.arena)).into_owned()))
+                .collect();
+            std::hint::black_box(strings);
+        });
+        let mb = chunk.len() as f64 / 1e6;
         println!(
-            "  ~{size:>4} B records: {records:>6} records, {:.2} MB msgpack -> {:.2} MB messages in {} batches: \
-             {:.0} records/s, {:.0} MB/s of chunk per core",
-            chunk.len() as f64 / 1e6,
+            "  ~{size:>4} B records: {records:>6} records, {mb:.2} MB msgpack -> {:.2} MB messages in {} batches",
             plan.arena.len() as f64 / 1e6,
             plan.batches.len(),
+        );
+        println!(
+            "      decode+encode+sort+cut:          {:>9.0} records/s {:>6.0} MB/s per core",
             records as f64 / t,
-            chunk.len() as f64 / 1e6 / t
+            mb / t
+        );
+        println!(
+            "      ... + request bodies (now):      {:>9.0} records/s {:>6.0} MB/s per core",
+            records as f64 / t_body,
+            mb / t_body
+        );
+        println!(
+            "      ... + a String per event (before): {:>7.0} records/s {:>6.0} MB/s per core",
+            records as f64 / t_strings,
+            mb / t_strings
         );
     }
 }

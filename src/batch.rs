@@ -138,3 +138,49 @@ mod tests {
         }
     }
 }
+
+/// The PutLogEvents request body for one batch, written straight from the arena:
+/// `{"logGroupName":…,"logStreamName":…,"logEvents":[{"timestamp":…,"message":…},…]}`.
+/// Replaces the SDK's per-event `String`s and its own serialisation (see `delivery`).
+pub fn request_body(group: &str, stream: &str, arena: &[u8], events: &[LogEvent], out: &mut Vec<u8>) {
+    use crate::message::{push_escaped_quoted, push_i64};
+    out.clear();
+    out.reserve(events.iter().map(|e| e.len as usize + 40).sum::<usize>() + group.len() + stream.len() + 64);
+    out.extend_from_slice(b"{\"logGroupName\":");
+    push_escaped_quoted(group.as_bytes(), out);
+    out.extend_from_slice(b",\"logStreamName\":");
+    push_escaped_quoted(stream.as_bytes(), out);
+    out.extend_from_slice(b",\"logEvents\":[");
+    for (i, e) in events.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(b"{\"timestamp\":");
+        push_i64(e.timestamp, out);
+        out.extend_from_slice(b",\"message\":");
+        push_escaped_quoted(e.message(arena), out);
+        out.push(b'}');
+    }
+    out.extend_from_slice(b"]}");
+}
+
+#[cfg(test)]
+mod body_tests {
+    use super::*;
+
+    #[test]
+    fn the_body_is_the_json_the_api_expects() {
+        let arena = "{\"a\":\"q\\\"\"}plain\ttext é".as_bytes();
+        let events = [LogEvent { timestamp: 5, start: 0, len: 11 }, LogEvent { timestamp: -0, start: 11, len: 13 }];
+        let mut out = Vec::new();
+        request_body("g/1", "s:\"x", arena, &events, &mut out);
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"logGroupName": "g/1", "logStreamName": "s:\"x", "logEvents": [
+                {"timestamp": 5, "message": "{\"a\":\"q\\\"\"}"},
+                {"timestamp": 0, "message": "plain\ttext é"},
+            ]})
+        );
+    }
+}

@@ -3,12 +3,17 @@
 //! and full jitter until the flush deadline. Every outcome is counted, every failure logged
 //! with what to do about it.
 
-use crate::batch::LogEvent;
+use crate::batch::{request_body, LogEvent};
 use crate::log::{log_debug, log_error, log_warn};
 use crate::stats::Stats;
+use aws_sdk_cloudwatchlogs::config::interceptors::BeforeTransmitInterceptorContextMut;
+use aws_sdk_cloudwatchlogs::config::{ConfigBag, Intercept, RuntimeComponents};
+use aws_sdk_cloudwatchlogs::error::BoxError;
 use aws_sdk_cloudwatchlogs::error::{ProvideErrorMetadata, SdkError};
-use aws_sdk_cloudwatchlogs::types::{InputLogEvent, RejectedLogEventsInfo};
+use aws_sdk_cloudwatchlogs::types::RejectedLogEventsInfo;
 use aws_sdk_cloudwatchlogs::Client;
+use aws_smithy_types::body::SdkBody;
+use bytes::Bytes;
 use std::collections::hash_map::RandomState;
 use std::future::Future;
 use std::hash::BuildHasher;
@@ -71,6 +76,10 @@ impl Delivery {
         // Group or stream can vanish again while we replay (deleted by someone else): recreate
         // a few times, within the deadline, before handing the chunk back to Fluent Bit.
         let mut creations = 0;
+        // The body is written once, straight from the arena, and handed to every attempt.
+        let mut buf = Vec::new();
+        request_body(&self.group, stream, arena, events, &mut buf);
+        let body = Bytes::from(buf);
         loop {
             let put = self
                 .retrying("PutLogEvents", deadline, || {
@@ -78,7 +87,9 @@ impl Delivery {
                         .put_log_events()
                         .log_group_name(&self.group)
                         .log_stream_name(stream)
-                        .set_log_events(Some(input_events(arena, events)))
+                        .set_log_events(Some(Vec::new()))
+                        .customize()
+                        .interceptor(PreEncodedBody::new(body.clone()))
                         .send()
                 })
                 .await;
@@ -340,15 +351,37 @@ impl Rejected {
     }
 }
 
-fn input_events(arena: &[u8], events: &[LogEvent]) -> Vec<InputLogEvent> {
-    events
-        .iter()
-        .filter_map(|e| {
-            let message = String::from_utf8_lossy(e.message(arena)).into_owned();
-            // build() fails only when a required field is unset; both always are set
-            InputLogEvent::builder().timestamp(e.timestamp).message(message).build().ok()
-        })
-        .collect()
+/// Replaces the SDK's serialisation of a PutLogEvents request (here: group, stream and no
+/// events) with the body `request_body` wrote, before signing, so SigV4 hashes the real body.
+/// Interceptors are the SDK's supported hook for this; one is used per attempt.
+#[derive(Debug)]
+struct PreEncodedBody(std::sync::Mutex<Option<Bytes>>);
+
+impl PreEncodedBody {
+    fn new(body: Bytes) -> Self {
+        PreEncodedBody(std::sync::Mutex::new(Some(body)))
+    }
+}
+
+impl Intercept for PreEncodedBody {
+    fn name(&self) -> &'static str {
+        "cloudwatch_rs::PreEncodedBody"
+    }
+
+    fn modify_before_signing(
+        &self,
+        context: &mut BeforeTransmitInterceptorContextMut<'_>,
+        _runtime_components: &RuntimeComponents,
+        _cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        let body = self.0.lock().map_err(|_| "pre-encoded body lock poisoned")?.take();
+        if let Some(body) = body {
+            let request = context.request_mut();
+            request.headers_mut().insert("content-length", body.len().to_string());
+            *request.body_mut() = SdkBody::from(body);
+        }
+        Ok(())
+    }
 }
 
 fn now_millis() -> i64 {

@@ -239,6 +239,14 @@ fn push_float(f: f64, finite: bool, text: impl FnOnce() -> String, out: &mut Vec
     }
 }
 
+/// An integer's decimal text, without the formatter (and without allocating).
+pub fn push_i64(n: i64, out: &mut Vec<u8>) {
+    if n < 0 {
+        out.push(b'-');
+    }
+    push_u64(n.unsigned_abs(), out);
+}
+
 fn push_u64(mut n: u64, out: &mut Vec<u8>) {
     let mut digits = [0u8; 20];
     let mut i = digits.len();
@@ -291,7 +299,8 @@ fn push_lossy(s: &[u8], out: &mut Vec<u8>) {
     }
 }
 
-fn push_escaped_quoted(s: &[u8], out: &mut Vec<u8>) {
+/// `s` (valid UTF-8) as a quoted JSON string.
+pub fn push_escaped_quoted(s: &[u8], out: &mut Vec<u8>) {
     out.push(b'"');
     push_escaped(s, out);
     out.push(b'"');
