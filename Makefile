@@ -31,9 +31,10 @@ firelens: setup
 soak: build
 	$(CARGO) test --release --test faults -- --ignored --nocapture soak
 
-# Benchmarks (so far: the pure core alone; see README, Performance).
-bench: setup
+# Benchmarks: the pure core alone, then the whole plugin over TLS (README, Performance).
+bench: build
 	$(CARGO) bench --bench core
+	$(CARGO) bench --bench e2e
 
 demo: build
 	@tests/support/demo.sh

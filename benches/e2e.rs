@@ -1,0 +1,140 @@
+//! `make bench` (second part): the whole plugin, loaded by the test host as Fluent Bit loads it
+//! (`Workers 2`), shipping ~2 MB chunks of ~1 KB and of ~100 B records over TLS into the strict
+//! endpoint, which runs as its own process on 127.0.0.1 so that this process's CPU is the
+//! plugin's (plus the host's chunk copies). Reports the median of 3 runs: records/s, MB/s,
+//! CPU-seconds per GB of chunk, and the peak memory added during the run.
+
+use cwrs_test_host::{chunk, record, Host, FB_5_1_1};
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn cpu_seconds() -> f64 {
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) };
+    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    tv(usage.ru_utime) + tv(usage.ru_stime)
+}
+
+fn status_kib(field: &str) -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with(field))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        .unwrap_or(0)
+}
+
+fn corpus(size: usize, total_bytes: usize) -> (Vec<(Vec<u8>, String)>, usize, usize) {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as u32;
+    let mut recs = Vec::new();
+    let mut bytes = 0;
+    let mut n = 0u64;
+    while bytes < total_bytes {
+        let body = serde_json::json!({
+            "time": "2026-11-28T01:02:03.456Z",
+            "level": "info",
+            "request_id": format!("{:032x}", n as u128 * 0x9E37_79B9_7F4A_7C15),
+            "status": 200 + n % 5,
+            "message": "x".repeat(size.saturating_sub(110)),
+        });
+        let r = record(true, now - (n % 600) as u32, 0, &body);
+        bytes += r.len();
+        recs.push(r);
+        n += 1;
+    }
+    let records = recs.len();
+    let chunks: Vec<(Vec<u8>, String)> =
+        chunk(recs, 2 << 20).into_iter().enumerate().map(|(i, c)| (c, format!("bench.{}", i % 4))).collect();
+    (chunks, records, bytes)
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v[v.len() / 2]
+}
+
+fn main() {
+    let so = std::env::var_os("CWRS_PLUGIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("target/release/libcloudwatch_rs.so"));
+    let strict = root().join("target/release/cwrs-strict-endpoint");
+    assert!(so.exists() && strict.exists(), "run `make build` first (make bench does)");
+    for (k, v) in [
+        ("AWS_ACCESS_KEY_ID", "AKIDBENCH"),
+        ("AWS_SECRET_ACCESS_KEY", "bench-secret"),
+        ("AWS_EC2_METADATA_DISABLED", "true"),
+        ("AWS_CONFIG_FILE", "/nonexistent"),
+        ("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent"),
+    ] {
+        std::env::set_var(k, v);
+    }
+    let mut server = Command::new(&strict).arg("--tls").stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
+    let mut lines = BufReader::new(server.stdout.take().unwrap()).lines();
+    let url = lines.next().unwrap().unwrap().trim_start_matches("URL ").to_string();
+    let ca = lines.next().unwrap().unwrap().trim_start_matches("CA ").to_string();
+
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with("model name"))
+        .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        .unwrap_or_default();
+    println!(
+        "end to end over TLS into the strict endpoint (another process), Workers 2, median of 3 runs; {} cores, {cpu}; release build",
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
+    let host = Arc::new(Host::load(&so, FB_5_1_1).unwrap());
+    for (size, total) in [(1024usize, 256 << 20), (100, 96 << 20)] {
+        let (chunks, records, bytes) = corpus(size, total);
+        let (mut rates, mut cpus, mut peaks) = (Vec::new(), Vec::new(), Vec::new());
+        for run in 0..3 {
+            let reg = host.register().unwrap();
+            let group = format!("bench-{size}-{run}");
+            let props = [
+                ("Name", "cloudwatch_rs"),
+                ("Workers", "2"),
+                ("region", "us-east-1"),
+                ("log_group_name", group.as_str()),
+                ("log_stream_prefix", "s-"),
+                ("auto_create_group", "on"),
+                ("endpoint", url.as_str()),
+                ("sts_endpoint", url.as_str()),
+                ("ca_bundle", ca.as_str()),
+                ("startup_check", "off"),
+            ];
+            let out = Arc::new(host.new_output(reg, &props));
+            assert_eq!(host.init(&out), 1);
+            let input = chunks.clone();
+            let _ = std::fs::write("/proc/self/clear_refs", "5"); // reset the peak RSS mark
+            let rss_before = status_kib("VmRSS:");
+            let (cpu0, t0) = (cpu_seconds(), Instant::now());
+            let report = host.run(&out, input, Duration::from_millis(100));
+            let (secs, cpu_used) = (t0.elapsed().as_secs_f64(), cpu_seconds() - cpu0);
+            let peak = status_kib("VmHWM:").saturating_sub(rss_before);
+            assert_eq!((report.retry, report.error), (0, 0), "{report:?}");
+            host.exit(&out);
+            host.unregister(reg);
+            rates.push(records as f64 / secs);
+            cpus.push(cpu_used / (bytes as f64 / 1e9));
+            peaks.push(peak as f64 / 1024.0);
+        }
+        let rate = median(rates);
+        println!(
+            "  ~{size:>4} B records: {records} records, {:.0} MB per run: {:.0} records/s, {:.0} MB/s, {:.2} CPU-s per GB, peak +{:.1} MiB",
+            bytes as f64 / 1e6,
+            rate,
+            rate * (bytes as f64 / records as f64) / 1e6,
+            median(cpus),
+            median(peaks)
+        );
+    }
+    drop(server.stdin.take());
+    let _ = server.wait();
+}
