@@ -454,7 +454,7 @@ impl std::fmt::Debug for Clients {
 /// credentials to write with (AssumeRole), and ask CloudWatch whether the log group may be
 /// written, with an empty PutLogEvents to a stream that does not exist (nothing is written).
 /// Returns one line saying what is wrong, or `Ok` with what was found.
-pub async fn startup_check(label: &str, config: &Config, clients: &Clients) -> Result<String, String> {
+pub async fn startup_check(config: &Config, clients: &Clients) -> Result<String, String> {
     let cache = &clients.credentials;
     if let Err(e) = cache.get().await {
         return Err(format!("startup check: {}", error_chain(&e)));
@@ -487,7 +487,6 @@ pub async fn startup_check(label: &str, config: &Config, clients: &Clients) -> R
             other => Err(format!("CloudWatch Logs unreachable or refusing: {other:?}")),
         },
     };
-    let _ = label;
     match verdict {
         Ok(()) => Ok(format!(
             "startup check passed: base identity {principal}, writing as {writer} to log group '{}'",

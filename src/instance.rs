@@ -85,7 +85,7 @@ impl Instance {
         let clients = handle.block_on(clients(&config)).map_err(|e| (label.clone(), InitError::Config(e)))?;
         if config.startup_check != StartupCheck::Off {
             let check = handle.block_on(async {
-                tokio::time::timeout(STARTUP_CHECK_TIMEOUT, startup_check(&label, &config, &clients))
+                tokio::time::timeout(STARTUP_CHECK_TIMEOUT, startup_check(&config, &clients))
                     .await
                     .unwrap_or_else(|_| Err(format!("startup check: no answer within {STARTUP_CHECK_TIMEOUT:?}")))
             });
@@ -290,9 +290,5 @@ impl Instance {
             c.invalidations.load(Ordering::Relaxed),
             c.describe()
         );
-    }
-
-    pub fn stats(&self) -> &Stats {
-        &self.stats
     }
 }
