@@ -323,3 +323,39 @@ fn a_missing_group_without_auto_create_answers_retry_and_says_what_is_missing() 
 fn soak_ten_thousand_streams() {
     run("streams", Faults::default(), false, corpus(10_000, 10_000, 1_000_000), &[]);
 }
+
+#[test]
+fn exit_reports_chunks_left_partly_delivered() {
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    plugin_env();
+    // one call gets through, then everything is throttled for good
+    let endpoint = StrictEndpoint::start(false, Faults { throttle_after_puts: Some(1), ..no_faults() }, 31);
+    let props = [
+        ("Name", "cloudwatch_rs"),
+        ("region", "us-east-1"),
+        ("log_group_name", "left-over"),
+        ("log_stream_name", "s"),
+        ("auto_create_group", "on"),
+        ("endpoint", endpoint.url.as_str()),
+        ("sts_endpoint", endpoint.url.as_str()),
+        ("flush_timeout", "1s"),
+        ("startup_check", "off"),
+    ];
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() as u32;
+    let recs = (0..4u64).map(|i| record(true, now, 0, &json!({ "seq": i, "pad": "q".repeat(400_000) })));
+    let chunks = vec![(chunk(recs, usize::MAX).remove(0), "t".to_string())];
+    let capture = StderrCapture::start();
+    let host = Arc::new(Host::load(&support::plugin(), FB_5_1_1).unwrap());
+    let reg = host.register().unwrap();
+    let out = Arc::new(host.new_output(reg, &props));
+    assert_eq!(host.init(&out), 1);
+    let report = host.run(&out, chunks, Duration::from_millis(100));
+    host.exit(&out);
+    host.unregister(reg);
+    let log = capture.finish();
+    // Fluent Bit gave up after its retry; the plugin says at exit what was left half done
+    assert_eq!(report.dropped_chunks, 1, "{report:?}");
+    assert!(log.contains("exit with 1 partly delivered chunks still awaiting Fluent Bit's retry"), "{log}");
+    let seen: Vec<u64> = endpoint.accepted().iter().filter_map(|a| a.seq).collect();
+    assert_eq!(seen, vec![0, 1], "the first batch once, nothing twice");
+}
