@@ -432,10 +432,7 @@ fn next_rand(st: &State) -> u64 {
 
 fn draw_fault(st: &State) -> Option<Fault> {
     let f = st.faults.lock().unwrap().clone();
-    if f.throttle_after_puts.is_some_and(|n| st.counters.put_calls_ok.load(Relaxed) >= n) {
-        st.counters.injected_throttle.fetch_add(1, Relaxed);
-        return Some(Fault::Throttle);
-    }
+
     let table = [
         (f.throttle, Fault::Throttle),
         (f.http500, Fault::Http500),
@@ -613,12 +610,18 @@ fn put(
             );
         }
     }
+    // admission and acceptance under one lock, so `throttle_after_puts` is exact under concurrency
+    let mut accepted = st.accepted.lock().unwrap();
+    let limit = st.faults.lock().unwrap().throttle_after_puts;
+    if limit.is_some_and(|n| st.counters.put_calls_ok.load(Relaxed) >= n) {
+        st.counters.injected_throttle.fetch_add(1, Relaxed);
+        return error(400, "ThrottlingException", "Rate exceeded");
+    }
     st.counters.events_rejected_old.fetch_add(old_end as u64, Relaxed);
     st.counters.events_rejected_new.fetch_add((n - new_start) as u64, Relaxed);
     st.counters.events_accepted.fetch_add(valid.len() as u64, Relaxed);
     st.counters.put_calls_ok.fetch_add(1, Relaxed);
     {
-        let mut accepted = st.accepted.lock().unwrap();
         for (ts, msg) in valid {
             accepted.push(Accepted {
                 group: group.to_string(),
@@ -631,6 +634,7 @@ fn put(
             });
         }
     }
+    drop(accepted);
     let mut info = serde_json::Map::new();
     if old_end > 0 {
         info.insert("tooOldLogEventEndIndex".into(), old_end.into());
