@@ -221,32 +221,47 @@ fn soak_a_million_records_all_faults_mixed() {
     run("soak", Faults::mixed(0.02, Duration::from_millis(3500)), false, corpus(n, 1000, 10_000), &[]);
 }
 
+/// One chunk of `n` records of ~400 KB (two to a batch), with sequence numbers from 0.
+fn big_records_chunk(n: u64) -> Vec<(Vec<u8>, String)> {
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() as u32;
+    let recs = (0..n).map(|i| record(true, now, 0, &json!({ "seq": i, "pad": "q".repeat(400_000) })));
+    vec![(chunk(recs, usize::MAX).remove(0), "t".to_string())]
+}
+
+/// The plugin loaded, registered and initialised for one fixed stream of `group` at `endpoint`.
+fn plugin_for(
+    endpoint: &StrictEndpoint,
+    group: &str,
+    flush_timeout: &str,
+) -> (Arc<Host>, usize, Arc<cwrs_test_host::Output>) {
+    let props = [
+        ("Name", "cloudwatch_rs"),
+        ("region", "us-east-1"),
+        ("log_group_name", group),
+        ("log_stream_name", "s"),
+        ("auto_create_group", "on"),
+        ("endpoint", endpoint.url.as_str()),
+        ("sts_endpoint", endpoint.url.as_str()),
+        ("flush_timeout", flush_timeout),
+        ("startup_check", "off"),
+    ];
+    let host = Arc::new(Host::load(&support::plugin(), FB_5_1_1).unwrap());
+    let reg = host.register().unwrap();
+    let out = Arc::new(host.new_output(reg, &props));
+    assert_eq!(host.init(&out), 1);
+    (host, reg, out)
+}
+
 #[test]
 fn a_retried_chunk_skips_the_batches_already_accepted() {
     let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
     plugin_env();
     // the first accepted call gets through, then everything is throttled until cleared
     let endpoint = StrictEndpoint::start(false, Faults { throttle_after_puts: Some(1), ..no_faults() }, 23);
-    let props = [
-        ("Name", "cloudwatch_rs"),
-        ("region", "us-east-1"),
-        ("log_group_name", "progress"),
-        ("log_stream_name", "s"),
-        ("auto_create_group", "on"),
-        ("endpoint", endpoint.url.as_str()),
-        ("sts_endpoint", endpoint.url.as_str()),
-        ("flush_timeout", "2s"),
-        ("startup_check", "off"),
-    ];
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() as u32;
     // six records of ~400 KB: three batches of two
-    let recs = (0..6u64).map(|i| record(true, now, 0, &json!({ "seq": i, "pad": "q".repeat(400_000) })));
-    let chunks = vec![(chunk(recs, usize::MAX).remove(0), "t".to_string())];
+    let chunks = big_records_chunk(6);
     let capture = StderrCapture::start();
-    let host = Arc::new(Host::load(&support::plugin(), FB_5_1_1).unwrap());
-    let reg = host.register().unwrap();
-    let out = Arc::new(host.new_output(reg, &props));
-    assert_eq!(host.init(&out), 1);
+    let (host, reg, out) = plugin_for(&endpoint, "progress", "2s");
     let clear = {
         let faults = no_faults();
         let ep = &endpoint;
@@ -330,25 +345,9 @@ fn exit_reports_chunks_left_partly_delivered() {
     plugin_env();
     // one call gets through, then everything is throttled for good
     let endpoint = StrictEndpoint::start(false, Faults { throttle_after_puts: Some(1), ..no_faults() }, 31);
-    let props = [
-        ("Name", "cloudwatch_rs"),
-        ("region", "us-east-1"),
-        ("log_group_name", "left-over"),
-        ("log_stream_name", "s"),
-        ("auto_create_group", "on"),
-        ("endpoint", endpoint.url.as_str()),
-        ("sts_endpoint", endpoint.url.as_str()),
-        ("flush_timeout", "1s"),
-        ("startup_check", "off"),
-    ];
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() as u32;
-    let recs = (0..4u64).map(|i| record(true, now, 0, &json!({ "seq": i, "pad": "q".repeat(400_000) })));
-    let chunks = vec![(chunk(recs, usize::MAX).remove(0), "t".to_string())];
+    let chunks = big_records_chunk(4);
     let capture = StderrCapture::start();
-    let host = Arc::new(Host::load(&support::plugin(), FB_5_1_1).unwrap());
-    let reg = host.register().unwrap();
-    let out = Arc::new(host.new_output(reg, &props));
-    assert_eq!(host.init(&out), 1);
+    let (host, reg, out) = plugin_for(&endpoint, "left-over", "1s");
     let report = host.run(&out, chunks, Duration::from_millis(100));
     host.exit(&out);
     host.unregister(reg);
