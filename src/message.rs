@@ -122,7 +122,7 @@ impl Encoder {
     }
 
     /// Transcodes one msgpack object to compact JSON.
-    fn write_json(&mut self, reader: &mut Reader<'_>, out: &mut Vec<u8>) -> Result<(), MsgpackError> {
+    pub(crate) fn write_json(&mut self, reader: &mut Reader<'_>, out: &mut Vec<u8>) -> Result<(), MsgpackError> {
         let stack = &mut self.stack;
         stack.clear();
         loop {
@@ -201,7 +201,7 @@ fn write_key(reader: &mut Reader<'_>, token: Token<'_>, out: &mut Vec<u8>) -> Re
     Ok(())
 }
 
-fn write_scalar(token: Token<'_>, out: &mut Vec<u8>) {
+pub(crate) fn write_scalar(token: Token<'_>, out: &mut Vec<u8>) {
     match token {
         Token::Nil => out.extend_from_slice(b"null"),
         Token::Bool(true) => out.extend_from_slice(b"true"),
@@ -270,7 +270,7 @@ fn push_binary(b: &[u8], out: &mut Vec<u8>) {
 }
 
 /// A msgpack string as a JSON string, invalid UTF-8 replaced by U+FFFD.
-fn push_json_string(s: &[u8], out: &mut Vec<u8>) {
+pub(crate) fn push_json_string(s: &[u8], out: &mut Vec<u8>) {
     if std::str::from_utf8(s).is_ok() {
         push_escaped_quoted(s, out);
         return;
