@@ -4,8 +4,42 @@
 
 use cloudwatch_rs::batch::request_body;
 use cloudwatch_rs::message::{Encoder, MessageFormat};
-use cloudwatch_rs::plan::Plan;
+use cloudwatch_rs::naming::NameRule;
+use cloudwatch_rs::plan::{Naming, Plan};
+use cloudwatch_rs::template::{NameKind, Template, Vars};
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
+
+/// Counts heap allocations, to report allocations per record on the warmed-up path.
+struct Counting;
+
+static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Relaxed);
+        System.alloc(layout)
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        System.dealloc(ptr, layout)
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Relaxed);
+        System.realloc(ptr, layout, new_size)
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+/// Heap allocations one call of `f` makes (after a warm-up call).
+fn allocations(mut f: impl FnMut()) -> u64 {
+    f();
+    let before = ALLOCATIONS.load(Relaxed);
+    f();
+    ALLOCATIONS.load(Relaxed) - before
+}
 
 fn record(secs: u32, body: &serde_json::Value) -> Vec<u8> {
     let mut out = vec![0x92, 0x92, 0xd7, 0x00];
@@ -58,14 +92,27 @@ fn time(runs: usize, mut f: impl FnMut()) -> f64 {
 fn main() {
     let runs = 15;
     println!("pure core: decode -> encode -> sort -> cut, one ~2 MB chunk, median of {runs} runs");
+    let group = NameRule::Fixed("group".into());
+    let stream = NameRule::TagPrefix("app-".into());
+    let per_pod = NameRule::Template {
+        template: Template::parse("$kubernetes['namespace_name']-$kubernetes['pod_name']", NameKind::Stream).unwrap(),
+        fallback: Box::new(NameRule::Fixed("fallback".into())),
+    };
+    let vars = Vars { uuid: "u", ecs: None };
+    let fixed = Naming { group: &group, stream: &stream, vars: &vars };
+    let templated = Naming { group: &group, stream: &per_pod, vars: &vars };
     for size in [1024usize, 100] {
         let (chunk, records) = chunk(size);
         let format = MessageFormat::default();
         let (mut plan, mut encoder) = (Plan::default(), Encoder::new());
-        let t = time(runs, || plan.build(&chunk, &format, &mut encoder));
+        let t = time(runs, || plan.build(&chunk, "tag", fixed, &format, &mut encoder));
+        let allocs = allocations(|| plan.build(&chunk, "tag", fixed, &format, &mut encoder));
+        let t_templated = time(runs, || plan.build(&chunk, "tag", templated, &format, &mut encoder));
+        let allocs_templated = allocations(|| plan.build(&chunk, "tag", templated, &format, &mut encoder));
+        let streams = plan.keys.len();
         let mut body = Vec::new();
         let t_body = time(runs, || {
-            plan.build(&chunk, &format, &mut encoder);
+            plan.build(&chunk, "tag", fixed, &format, &mut encoder);
             for r in &plan.batches {
                 request_body("group", "stream", &plan.arena, &plan.events[r.clone()], &mut body);
             }
@@ -73,7 +120,7 @@ fn main() {
         // what the first version did after the plan: one String per event for the SDK's builder
         // (the SDK's own JSON serialisation of them came on top, not measured here)
         let t_strings = time(runs, || {
-            plan.build(&chunk, &format, &mut encoder);
+            plan.build(&chunk, "tag", fixed, &format, &mut encoder);
             let strings: Vec<(i64, String)> = plan
                 .events
                 .iter()
@@ -91,6 +138,16 @@ fn main() {
             "      decode+encode+sort+cut:          {:>9.0} records/s {:>6.0} MB/s per core",
             records as f64 / t,
             mb / t
+        );
+        println!(
+            "      allocations on the warmed-up path: {allocs} per chunk ({:.4} per record)",
+            allocs as f64 / records as f64
+        );
+        println!(
+            "      ... names from each record ({streams} streams): {:>9.0} records/s {:>6.0} MB/s per core, {:.4} allocations per record",
+            records as f64 / t_templated,
+            mb / t_templated,
+            allocs_templated as f64 / records as f64
         );
         println!(
             "      ... + request bodies (now):      {:>9.0} records/s {:>6.0} MB/s per core",

@@ -17,6 +17,8 @@ pub struct LogEvent {
     /// Byte range of the message in the arena it was encoded into.
     pub start: u32,
     pub len: u32,
+    /// Which (group, stream) of the plan it goes to.
+    pub key: u32,
 }
 
 impl LogEvent {
@@ -30,12 +32,14 @@ impl LogEvent {
     }
 }
 
-/// Sorts events by timestamp, keeping record order among equal timestamps.
+/// Sorts events by (group, stream) and then timestamp, keeping record order among equal
+/// timestamps.
 pub fn sort_events(events: &mut [LogEvent]) {
-    events.sort_by_key(|e| e.timestamp);
+    events.sort_by_key(|e| (e.key, e.timestamp));
 }
 
-/// Cuts sorted events into batches, greedily: each batch is as long as the rules allow.
+/// Cuts sorted events into batches, greedily: each batch is as long as the rules allow, and
+/// holds one (group, stream) only.
 /// Each event must already fit a batch on its own (`message::MAX_MESSAGE_BYTES`).
 pub fn batches(events: &[LogEvent]) -> Batches<'_> {
     Batches { events, next: 0 }
@@ -58,7 +62,8 @@ impl Iterator for Batches<'_> {
         for event in &self.events[start..] {
             let full = end - start == MAX_BATCH_EVENTS
                 || bytes + event.cost() > MAX_BATCH_BYTES
-                || event.timestamp - first.timestamp >= MAX_BATCH_SPAN_MS;
+                || event.timestamp - first.timestamp >= MAX_BATCH_SPAN_MS
+                || event.key != first.key;
             if full && end > start {
                 break;
             }
@@ -76,7 +81,7 @@ mod tests {
     use proptest::prelude::*;
 
     fn ev(timestamp: i64, len: u32) -> LogEvent {
-        LogEvent { timestamp, start: 0, len }
+        LogEvent { timestamp, start: 0, len, key: 0 }
     }
 
     #[test]
@@ -90,14 +95,16 @@ mod tests {
         assert_eq!(batches(&many).collect::<Vec<_>>(), vec![0..10_000, 10_000..10_001]);
         let span = [ev(0, 1), ev(MAX_BATCH_SPAN_MS - 1, 1), ev(MAX_BATCH_SPAN_MS, 1)];
         assert_eq!(batches(&span).collect::<Vec<_>>(), vec![0..2, 2..3]);
+        let streams = [ev(0, 1), LogEvent { key: 1, ..ev(0, 1) }, LogEvent { key: 1, ..ev(1, 1) }];
+        assert_eq!(batches(&streams).collect::<Vec<_>>(), vec![0..1, 1..3]);
     }
 
     #[test]
     fn sort_is_stable() {
         let mut e = vec![
-            LogEvent { timestamp: 5, start: 0, len: 1 },
-            LogEvent { timestamp: 1, start: 1, len: 1 },
-            LogEvent { timestamp: 5, start: 2, len: 1 },
+            LogEvent { timestamp: 5, start: 0, len: 1, key: 0 },
+            LogEvent { timestamp: 1, start: 1, len: 1, key: 0 },
+            LogEvent { timestamp: 5, start: 2, len: 1, key: 0 },
         ];
         sort_events(&mut e);
         assert_eq!(e.iter().map(|e| e.start).collect::<Vec<_>>(), vec![1, 0, 2]);
@@ -107,8 +114,8 @@ mod tests {
         #[test]
         fn batches_cover_everything_and_obey_every_rule(
             mut events in prop::collection::vec(
-                (0i64..3 * MAX_BATCH_SPAN_MS, prop_oneof![0u32..200, 100_000u32..(1_048_550 + 1)])
-                    .prop_map(|(t, len)| ev(t, len)),
+                (0i64..3 * MAX_BATCH_SPAN_MS, prop_oneof![0u32..200, 100_000u32..(1_048_550 + 1)], 0u32..3)
+                    .prop_map(|(t, len, key)| LogEvent { key, ..ev(t, len) }),
                 0..400),
             small_count in 0usize..3,
         ) {
@@ -126,12 +133,14 @@ mod tests {
                 prop_assert!(b.iter().map(LogEvent::cost).sum::<usize>() <= MAX_BATCH_BYTES);
                 prop_assert!(b.windows(2).all(|w| w[0].timestamp <= w[1].timestamp));
                 prop_assert!(b[b.len() - 1].timestamp - b[0].timestamp < MAX_BATCH_SPAN_MS);
+                prop_assert!(b.iter().all(|e| e.key == b[0].key));
                 // greedy: the next event could not have joined this batch
                 if let Some(after) = events.get(r.end) {
                     let bytes: usize = b.iter().map(LogEvent::cost).sum();
                     prop_assert!(b.len() == MAX_BATCH_EVENTS
                         || bytes + after.cost() > MAX_BATCH_BYTES
-                        || after.timestamp - b[0].timestamp >= MAX_BATCH_SPAN_MS, "batch {} not greedy", i);
+                        || after.timestamp - b[0].timestamp >= MAX_BATCH_SPAN_MS
+                        || after.key != b[0].key, "batch {} not greedy", i);
                 }
             }
             prop_assert_eq!(next, events.len());
@@ -171,7 +180,10 @@ mod body_tests {
     #[test]
     fn the_body_is_the_json_the_api_expects() {
         let arena = "{\"a\":\"q\\\"\"}plain\ttext é".as_bytes();
-        let events = [LogEvent { timestamp: 5, start: 0, len: 11 }, LogEvent { timestamp: -0, start: 11, len: 13 }];
+        let events = [
+            LogEvent { timestamp: 5, start: 0, len: 11, key: 0 },
+            LogEvent { timestamp: -0, start: 11, len: 13, key: 0 },
+        ];
         let mut out = Vec::new();
         request_body("g/1", "s:\"x", arena, &events, &mut out);
         let v: serde_json::Value = serde_json::from_slice(&out).unwrap();

@@ -2,8 +2,13 @@
 //! the value and what is allowed. `KEYS` is the one list of keys the plugin reads (the README
 //! table and the tests are checked against it).
 
-use crate::message::MessageFormat;
-use crate::naming::{check_group_name, check_stream_name, StreamName};
+use crate::emf::{check_namespace, parse_dimensions, MetricFormat};
+use crate::log::Level;
+use crate::message::{MessageFormat, MissingKey};
+use crate::naming::{check_group_name, check_stream_name, NameRule};
+use crate::record_path::RecordPath;
+use crate::template::{NameKind, Template};
+use aws_config::AppName;
 use std::fmt;
 use std::time::Duration;
 
@@ -12,51 +17,97 @@ use std::time::Duration;
 pub struct Key {
     pub name: &'static str,
     pub default: &'static str,
+    /// The peer plugins that have the key: `C` (`cloudwatch_logs`), `Go` (`cloudwatch`), or `-`.
+    pub from: &'static str,
     pub meaning: &'static str,
+}
+
+const fn key(name: &'static str, default: &'static str, from: &'static str, meaning: &'static str) -> Key {
+    Key { name, default, from, meaning }
 }
 
 /// Every key, in the order the README lists them.
 pub const KEYS: &[Key] = &[
-    Key { name: "region", default: "`AWS_REGION`, else `AWS_DEFAULT_REGION`", meaning: "AWS region of the log group (and of STS). Init fails when none is set." },
-    Key { name: "log_group_name", default: "(required)", meaning: "Log group to write to." },
-    Key { name: "log_stream_name", default: "-", meaning: "Fixed log stream name. Set exactly one of this and `log_stream_prefix`." },
-    Key { name: "log_stream_prefix", default: "-", meaning: "Stream name = prefix + the chunk's tag (`:` and `*` become `.`)." },
-    Key { name: "auto_create_group", default: "`off`", meaning: "Create the log group when PutLogEvents says it is missing." },
-    Key { name: "auto_create_stream", default: "`on`", meaning: "Create the log stream when PutLogEvents says it is missing." },
-    Key { name: "role_arn", default: "-", meaning: "IAM role to assume with STS (on top of the default credential chain) and write with; may be in another account." },
-    Key { name: "external_id", default: "-", meaning: "`ExternalId` sent with AssumeRole (2-1224 characters of `A-Za-z0-9+=,.@:/_-`)." },
-    Key { name: "role_session_name", default: "`cloudwatch_rs`", meaning: "`RoleSessionName` for AssumeRole (2-64 characters of `A-Za-z0-9+=,.@_-`); shows in the log account's CloudTrail." },
-    Key { name: "role_session_duration", default: "`1h`", meaning: "Lifetime asked of AssumeRole (`15m`-`12h`). An hour at most works even when the base credentials are themselves a role (role chaining)." },
-    Key { name: "profile", default: "`AWS_PROFILE`, else `default`", meaning: "Profile of the shared config/credentials files for the base credentials (`credential_process` included)." },
-    Key { name: "startup_check", default: "`warn`", meaning: "At startup, resolve the base identity, assume the role and ask whether the log group may be written (nothing is written): `off`, `warn` (log one line and start anyway) or `strict` (fail startup)." },
-    Key { name: "sts_endpoint", default: "regional STS endpoint", meaning: "Full URL of STS (`https://host[:port]`, `http://` for tests); VPC endpoints." },
-    Key { name: "endpoint", default: "regional CloudWatch Logs endpoint", meaning: "Full URL of CloudWatch Logs (`https://host[:port]`)." },
-    Key { name: "log_key", default: "-", meaning: "Send only this top-level key's value: strings as they are, other values as JSON. Records without it are dropped and counted." },
-    Key { name: "truncation_marker", default: "`[Truncated...]`", meaning: "Appended to a message cut to the maximum event size (1,048,550 bytes, marker included); `off` for none." },
-    Key { name: "ca_bundle", default: "`AWS_CA_BUNDLE`", meaning: "PEM file of extra CA certificates to trust (private endpoints), on top of the system's." },
-    Key { name: "flush_timeout", default: "`30s`", meaning: "Deadline for one flush, retries included (`1s`-`600s`; `ms`, `s`, `m` suffixes); after it the flush answers RETRY." },
+    key("region", "`AWS_REGION`, else `AWS_DEFAULT_REGION`", "C, Go", "AWS region of the log group (and of STS). Init fails when none is set."),
+    key("log_group_name", "(required unless `log_group_template`)", "C, Go", "Log group to write to. May hold variables (`$(...)` as in the Go plugin, or `$TAG`/`$key['sub']`), like `log_group_template`."),
+    key("log_group_template", "-", "C", "Log group from the tag and record: `$TAG`, `$TAG[n]`, `$key['sub']`, `$(tag)`, `$(tag[n])`, `$(key['sub'])`, `$(uuid)`, `$(ecs_task_id)`, `$(ecs_cluster)`, `$(ecs_task_arn)`, `$(var:-default)`; any text between variables. When a variable cannot be resolved the static `log_group_name` is used."),
+    key("default_log_group_name", "`fluentbit-default`", "Go", "Log group used when a template's variable cannot be resolved and there is no static `log_group_name` to fall back to."),
+    key("log_stream_name", "-", "C, Go", "Log stream name; may hold variables as `log_group_name`. Set exactly one of this and `log_stream_prefix` (unless `log_stream_template` is set)."),
+    key("log_stream_prefix", "-", "C, Go", "Stream name = prefix + the chunk's tag (`:` and `*` become `.`)."),
+    key("log_stream_template", "-", "C", "Log stream from the tag and record, same variables as `log_group_template`; falls back to the static `log_stream_name` or prefix + tag."),
+    key("default_log_stream_name", "`/fluentbit-default`", "Go", "Log stream used when a template's variable cannot be resolved and there is no static name or prefix to fall back to."),
+    key("auto_create_group", "`off`", "C, Go", "Create the log group when PutLogEvents says it is missing (with the four settings below)."),
+    key("log_retention_days", "`0` (never expire)", "C, Go", "Retention set on a group the plugin creates: 1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288 or 3653."),
+    key("new_log_group_tags", "-", "Go", "Tags of a group the plugin creates: `k=v,k2=v2` (at most 50; keys 1-128, values 0-256 characters)."),
+    key("log_group_class", "`STANDARD`", "C", "Class of a group the plugin creates: `STANDARD` or `INFREQUENT_ACCESS`."),
+    key("kms_key_id", "-", "Vector (`kms_key`)", "KMS key ARN that encrypts a group the plugin creates."),
+    key("auto_create_stream", "`on`", "Go", "Create the log stream when PutLogEvents says it is missing."),
+    key("role_arn", "-", "C, Go", "IAM role to assume with STS (on top of the default credential chain) and write with; may be in another account."),
+    key("external_id", "-", "C, Go", "`ExternalId` sent with AssumeRole (2-1224 characters of `A-Za-z0-9+=,.@:/_-`)."),
+    key("role_session_name", "`cloudwatch_rs`", "-", "`RoleSessionName` for AssumeRole (2-64 characters of `A-Za-z0-9+=,.@_-`); shows in the log account's CloudTrail."),
+    key("role_session_duration", "`1h`", "-", "Lifetime asked of AssumeRole (`15m`-`12h`). An hour at most works even when the base credentials are themselves a role (role chaining)."),
+    key("profile", "`AWS_PROFILE`, else `default`", "C", "Profile of the shared config/credentials files for the base credentials (`credential_process` included)."),
+    key("credentials_endpoint", "-", "Go", "`http://` URL answering container-credentials JSON, used for the base credentials instead of the default chain."),
+    key("startup_check", "`warn`", "-", "At startup, resolve the base identity, assume the role and ask whether the log group may be written (nothing is written): `off`, `warn` (log one line and start anyway) or `strict` (fail startup)."),
+    key("sts_endpoint", "regional STS endpoint", "C, Go", "Full URL of STS (`https://host[:port]`, `http://` for tests); VPC endpoints."),
+    key("endpoint", "regional CloudWatch Logs endpoint", "C, Go", "Full URL of CloudWatch Logs (`https://host[:port]`)."),
+    key("log_key", "-", "C, Go", "Send only this value: a top-level key (exact match) or a path `$key['sub']['x']`. Strings as they are; maps, arrays, numbers and booleans as JSON."),
+    key("log_key_missing", "`drop`", "-", "A record without `log_key`: `drop` (counted and logged) or `record` (send the whole record as JSON)."),
+    key("log_format", "-, `json/emf` with `metric_namespace`", "C, Go", "Sent as the `x-amzn-logs-format` header of PutLogEvents (e.g. `json/emf`)."),
+    key("metric_namespace", "-", "C", "Turns records with numeric fields into Embedded Metric Format: their numbers become metrics in this namespace; other records are sent as they are."),
+    key("metric_dimensions", "-", "C", "EMF dimension sets: `a,b;c` means [[a,b],[c]]; a set is used when the record has every key as a string."),
+    key("extra_user_agent", "-", "C, Go", "Appended to the User-Agent of every AWS call (`cloudwatch_rs-<value>`; letters, digits and `!#$%&'*+-.^_~`)."),
+    key("auto_retry_requests", "`on`", "C", "Retry failed calls within the flush (backoff with jitter until `flush_timeout`); `off`: one attempt, then RETRY to Fluent Bit."),
+    key("truncation_marker", "`[Truncated...]`", "-", "Appended to a message cut to the maximum event size (1,048,550 bytes, marker included); `off` for none."),
+    key("ca_bundle", "`AWS_CA_BUNDLE`", "-", "PEM file of extra CA certificates to trust (private endpoints), on top of the system's."),
+    key("flush_timeout", "`30s`", "-", "Deadline for one flush, retries included (`1s`-`600s`; `ms`, `s`, `m` suffixes); after it the flush answers RETRY."),
+    key("log_level", "`FLB_LOG_LEVEL`, else `info`", "Go (env)", "This instance's log level: `error`, `warn`, `info`, `debug` or `trace`."),
+    key("stats_interval", "`60s`", "-", "How often the instance logs one line of its counters (also logged at exit); `off` for exit only."),
+    key("add_entity", "`off`", "C", "Accepted, not supported: events are sent without the Application Signals entity; Init logs a warning when it is on."),
 ];
 
 /// The settings of one `[OUTPUT]` instance.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
     pub region: String,
-    pub log_group_name: String,
-    pub stream: StreamName,
+    pub group: NameRule,
+    pub stream: NameRule,
     pub auto_create_group: bool,
+    pub new_group: NewGroup,
     pub auto_create_stream: bool,
     pub role_arn: Option<String>,
     pub external_id: Option<String>,
     pub role_session_name: String,
     pub sts_endpoint: Option<String>,
     pub endpoint: Option<String>,
+    pub credentials_endpoint: Option<String>,
     pub role_session_duration: Duration,
     pub profile: Option<String>,
     pub startup_check: StartupCheck,
     pub message: MessageFormat,
+    pub log_format: Option<String>,
+    pub extra_user_agent: Option<String>,
+    pub auto_retry_requests: bool,
     pub ca_bundle: Option<String>,
     pub flush_timeout: Duration,
+    pub log_level: Option<Level>,
+    pub stats_interval: Option<Duration>,
+    /// Lines Init logs as warnings (keys accepted but not acted on).
+    pub warnings: Vec<String>,
 }
+
+/// What a log group the plugin creates gets.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NewGroup {
+    pub retention_days: Option<i32>,
+    pub tags: Vec<(String, String)>,
+    pub class: Option<String>,
+    pub kms_key_id: Option<String>,
+}
+
+/// What CloudWatch accepts for `retentionInDays`.
+pub const RETENTION_DAYS: &[i32] =
+    &[1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653];
 
 /// What Init does about the startup check.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -89,6 +140,10 @@ fn bad(key: &'static str, value: &str, allowed: impl Into<String>) -> ConfigErro
     ConfigError { key, value: Some(value.to_owned()), allowed: allowed.into() }
 }
 
+fn missing(key: &'static str, allowed: &str) -> ConfigError {
+    ConfigError { key, value: None, allowed: allowed.into() }
+}
+
 impl Config {
     /// Builds the config from `get` (the instance's keys, case-insensitive, `None` for unset or
     /// empty) and `env` (process environment).
@@ -100,41 +155,11 @@ impl Config {
             Some(r) => check_region(&r)?,
             None => match env("AWS_REGION").or_else(|| env("AWS_DEFAULT_REGION")).filter(|r| !r.is_empty()) {
                 Some(r) => check_region(&r)?,
-                None => {
-                    return Err(ConfigError {
-                        key: "region",
-                        value: None,
-                        allowed: "an AWS region such as us-east-1 (or set AWS_REGION)".into(),
-                    })
-                }
+                None => return Err(missing("region", "an AWS region such as us-east-1 (or set AWS_REGION)")),
             },
         };
-        let log_group_name = get("log_group_name").ok_or(ConfigError {
-            key: "log_group_name",
-            value: None,
-            allowed: "a log group name".into(),
-        })?;
-        check_group_name(&log_group_name).map_err(|a| bad("log_group_name", &log_group_name, a))?;
-        let stream = match (get("log_stream_name"), get("log_stream_prefix")) {
-            (Some(name), None) => {
-                check_stream_name(&name).map_err(|a| bad("log_stream_name", &name, a))?;
-                StreamName::Fixed(name)
-            }
-            (None, Some(prefix)) => {
-                check_stream_name(&prefix).map_err(|a| bad("log_stream_prefix", &prefix, a))?;
-                StreamName::Prefix(prefix)
-            }
-            (Some(_), Some(prefix)) => {
-                return Err(bad("log_stream_prefix", &prefix, "unset when log_stream_name is set (set exactly one)"))
-            }
-            (None, None) => {
-                return Err(ConfigError {
-                    key: "log_stream_name",
-                    value: None,
-                    allowed: "a stream name, or set log_stream_prefix instead (exactly one)".into(),
-                })
-            }
-        };
+        let group = group_rule(&get)?;
+        let stream = stream_rule(&get)?;
         let role_arn = get("role_arn").map(|v| check_role_arn(&v).map(|_| v)).transpose()?;
         let external_id = get("external_id")
             .map(|v| check_sts_text(&v, 2, 1224, "+=,.@:/-_").map_err(|a| bad("external_id", &v, a)).map(|_| v))
@@ -146,11 +171,25 @@ impl Config {
             }
             None => "cloudwatch_rs".to_owned(),
         };
+        let metrics = metric_format(&get)?;
+        let log_format = match get("log_format") {
+            Some(v) if v.len() <= 64 && v.bytes().all(|b| b.is_ascii_graphic()) => Some(v),
+            Some(v) => return Err(bad("log_format", &v, "a format name such as json/emf (printable, no spaces)")),
+            None => metrics.as_ref().map(|_| "json/emf".to_owned()),
+        };
+        let mut warnings = Vec::new();
+        if flag(&get, "add_entity", false)? {
+            warnings.push(
+                "add_entity is on, but cloudwatch_rs does not send the Application Signals entity: events are sent without it"
+                    .to_owned(),
+            );
+        }
         Ok(Config {
             region,
-            log_group_name,
+            group,
             stream,
             auto_create_group: flag(&get, "auto_create_group", false)?,
+            new_group: new_group(&get)?,
             auto_create_stream: flag(&get, "auto_create_stream", true)?,
             role_arn,
             external_id,
@@ -164,6 +203,12 @@ impl Config {
                 None => Duration::from_secs(3600),
             },
             profile: get("profile"),
+            credentials_endpoint: get("credentials_endpoint")
+                .map(|v| match crate::metadata::split_http_url(&v) {
+                    Some(_) => Ok(v),
+                    None => Err(bad("credentials_endpoint", &v, "an http:// URL such as http://169.254.170.2/creds")),
+                })
+                .transpose()?,
             startup_check: match get("startup_check").map(|v| v.to_ascii_lowercase()) {
                 None => StartupCheck::Warn,
                 Some(v) => match v.as_str() {
@@ -176,7 +221,20 @@ impl Config {
             sts_endpoint: get("sts_endpoint").map(|v| check_url("sts_endpoint", &v)).transpose()?,
             endpoint: get("endpoint").map(|v| check_url("endpoint", &v)).transpose()?,
             message: MessageFormat {
-                log_key: get("log_key"),
+                log_key: get("log_key")
+                    .map(|v| match v.strip_prefix('$') {
+                        Some(_) => RecordPath::parse_accessor(&v).map_err(|a| bad("log_key", &v, a)),
+                        None => Ok(RecordPath::key(&v)),
+                    })
+                    .transpose()?,
+                missing_key: match get("log_key_missing").map(|v| v.to_ascii_lowercase()) {
+                    None => MissingKey::Drop,
+                    Some(v) => match v.as_str() {
+                        "drop" => MissingKey::Drop,
+                        "record" => MissingKey::SendRecord,
+                        _ => return Err(bad("log_key_missing", &v, "drop or record")),
+                    },
+                },
                 truncation_marker: match get("truncation_marker") {
                     Some(m) if m.eq_ignore_ascii_case("off") => String::new(),
                     Some(m) if m.len() > 1024 => {
@@ -185,7 +243,16 @@ impl Config {
                     Some(m) => m,
                     None => "[Truncated...]".to_owned(),
                 },
+                metrics,
             },
+            log_format,
+            extra_user_agent: get("extra_user_agent")
+                .map(|v| match AppName::new(format!("cloudwatch_rs-{v}")) {
+                    Ok(_) if v.len() <= 64 => Ok(v),
+                    _ => Err(bad("extra_user_agent", &v, "up to 64 of A-Z a-z 0-9 and !#$%&'*+-.^_`|~")),
+                })
+                .transpose()?,
+            auto_retry_requests: flag(&get, "auto_retry_requests", true)?,
             ca_bundle: get("ca_bundle").or_else(|| env("AWS_CA_BUNDLE").filter(|v| !v.is_empty())),
             flush_timeout: match get("flush_timeout") {
                 Some(v) => parse_duration(&v)
@@ -193,7 +260,191 @@ impl Config {
                     .ok_or_else(|| bad("flush_timeout", &v, "a duration from 1s to 600s, e.g. 30s, 1500ms, 2m"))?,
                 None => Duration::from_secs(30),
             },
+            log_level: get("log_level")
+                .map(|v| Level::parse(&v).ok_or_else(|| bad("log_level", &v, "error, warn, info, debug or trace")))
+                .transpose()?,
+            stats_interval: match get("stats_interval") {
+                Some(v) if v.eq_ignore_ascii_case("off") => None,
+                Some(v) => Some(
+                    parse_duration(&v)
+                        .filter(|d| (Duration::from_secs(1)..=Duration::from_secs(86_400)).contains(d))
+                        .ok_or_else(|| bad("stats_interval", &v, "a duration from 1s to 24h (e.g. 60s, 5m), or off"))?,
+                ),
+                None => Some(Duration::from_secs(60)),
+            },
+            warnings,
         })
+    }
+
+    /// The group the startup check probes: the fixed name, or a template's fallback.
+    pub fn probe_group(&self) -> String {
+        self.group.static_name("")
+    }
+}
+
+/// `log_group_template` over `log_group_name` over `default_log_group_name`.
+fn group_rule(get: &impl Fn(&str) -> Option<String>) -> Result<NameRule, ConfigError> {
+    let default = match get("default_log_group_name") {
+        Some(v) => {
+            check_group_name(&v).map_err(|a| bad("default_log_group_name", &v, a))?;
+            v
+        }
+        None => "fluentbit-default".to_owned(),
+    };
+    let name = get("log_group_name").map(|v| template_or_fixed("log_group_name", &v, NameKind::Group)).transpose()?;
+    let rule = match (get("log_group_template"), name) {
+        (Some(t), name) => {
+            let template = parse_template("log_group_template", &t, NameKind::Group)?;
+            let fallback = match name {
+                Some(NameRule::Fixed(n)) => NameRule::Fixed(n),
+                _ => NameRule::Fixed(default),
+            };
+            NameRule::Template { template, fallback: Box::new(fallback) }
+        }
+        (None, Some(NameRule::Template { template, .. })) => {
+            NameRule::Template { template, fallback: Box::new(NameRule::Fixed(default)) }
+        }
+        (None, Some(fixed)) => fixed,
+        (None, None) => return Err(missing("log_group_name", "a log group name (or set log_group_template)")),
+    };
+    Ok(rule)
+}
+
+/// `log_stream_template` over `log_stream_name` / `log_stream_prefix` over `default_log_stream_name`.
+fn stream_rule(get: &impl Fn(&str) -> Option<String>) -> Result<NameRule, ConfigError> {
+    let default = match get("default_log_stream_name") {
+        Some(v) => {
+            check_stream_name(&v).map_err(|a| bad("default_log_stream_name", &v, a))?;
+            v
+        }
+        None => "/fluentbit-default".to_owned(),
+    };
+    let template = get("log_stream_template").map(|t| parse_template("log_stream_template", &t, NameKind::Stream));
+    let base = match (get("log_stream_name"), get("log_stream_prefix")) {
+        (Some(name), None) => Some(template_or_fixed("log_stream_name", &name, NameKind::Stream)?),
+        (None, Some(prefix)) => {
+            check_stream_name(&prefix).map_err(|a| bad("log_stream_prefix", &prefix, a))?;
+            Some(NameRule::TagPrefix(prefix))
+        }
+        (Some(_), Some(prefix)) => {
+            return Err(bad("log_stream_prefix", &prefix, "unset when log_stream_name is set (set exactly one)"))
+        }
+        (None, None) if template.is_some() => None,
+        (None, None) => {
+            return Err(missing(
+                "log_stream_name",
+                "a stream name, or set log_stream_prefix (exactly one), or log_stream_template",
+            ))
+        }
+    };
+    Ok(match (template.transpose()?, base) {
+        (Some(template), Some(NameRule::Template { .. }) | None) => {
+            NameRule::Template { template, fallback: Box::new(NameRule::Fixed(default)) }
+        }
+        (Some(template), Some(fallback)) => NameRule::Template { template, fallback: Box::new(fallback) },
+        (None, Some(NameRule::Template { template, .. })) => {
+            NameRule::Template { template, fallback: Box::new(NameRule::Fixed(default)) }
+        }
+        (None, Some(rule)) => rule,
+        (None, None) => {
+            return Err(missing("log_stream_name", "a stream name, log_stream_prefix or log_stream_template"))
+        }
+    })
+}
+
+fn parse_template(key: &'static str, text: &str, kind: NameKind) -> Result<Template, ConfigError> {
+    Template::parse(text, kind).map_err(|why| bad(key, text, why))
+}
+
+/// A name with a `$` is a template (the Go plugin's `$(...)` or record-accessor variables).
+fn template_or_fixed(key: &'static str, v: &str, kind: NameKind) -> Result<NameRule, ConfigError> {
+    if v.contains('$') {
+        let template = parse_template(key, v, kind)?;
+        if !template.is_static() {
+            return Ok(NameRule::Template { template, fallback: Box::new(NameRule::Fixed(String::new())) });
+        }
+    }
+    let check = if kind == NameKind::Group { check_group_name } else { check_stream_name };
+    check(v).map_err(|a| bad(key, v, a))?;
+    Ok(NameRule::Fixed(v.to_owned()))
+}
+
+fn new_group(get: &impl Fn(&str) -> Option<String>) -> Result<NewGroup, ConfigError> {
+    let retention_days = match get("log_retention_days") {
+        None => None,
+        Some(v) => match v.trim().parse::<i32>() {
+            Ok(0) => None,
+            Ok(d) if RETENTION_DAYS.contains(&d) => Some(d),
+            _ => {
+                let list: Vec<String> = RETENTION_DAYS.iter().map(i32::to_string).collect();
+                return Err(bad("log_retention_days", &v, format!("0 (never expire) or one of {}", list.join(", "))));
+            }
+        },
+    };
+    let tags = match get("new_log_group_tags") {
+        None => Vec::new(),
+        Some(v) => parse_tags(&v).ok_or_else(|| {
+            bad(
+                "new_log_group_tags",
+                &v,
+                "k=v,k2=v2: at most 50 tags, keys 1-128 and values 0-256 characters, keys not starting aws:",
+            )
+        })?,
+    };
+    let class = match get("log_group_class") {
+        None => None,
+        Some(v) => match v.to_ascii_uppercase().as_str() {
+            c @ ("STANDARD" | "INFREQUENT_ACCESS") => Some(c.to_owned()),
+            _ => return Err(bad("log_group_class", &v, "STANDARD or INFREQUENT_ACCESS")),
+        },
+    };
+    let kms_key_id = match get("kms_key_id") {
+        None => None,
+        Some(v) => {
+            let parts: Vec<&str> = v.splitn(6, ':').collect();
+            let ok = matches!(parts.as_slice(), ["arn", partition, "kms", region, account, resource]
+                if partition.starts_with("aws") && !region.is_empty()
+                    && account.len() == 12 && account.bytes().all(|b| b.is_ascii_digit())
+                    && resource.strip_prefix("key/").is_some_and(|id| !id.is_empty()));
+            if !ok {
+                return Err(bad("kms_key_id", &v, "a KMS key ARN like arn:aws:kms:us-east-1:222222222222:key/<id>"));
+            }
+            Some(v)
+        }
+    };
+    Ok(NewGroup { retention_days, tags, class, kms_key_id })
+}
+
+/// `k=v,k2=v2` as CloudWatch's tag rules allow.
+fn parse_tags(v: &str) -> Option<Vec<(String, String)>> {
+    let allowed = |s: &str| s.chars().all(|c| c.is_alphanumeric() || c.is_whitespace() || "_.:/=+-@".contains(c));
+    let mut tags = Vec::new();
+    for pair in v.split(',') {
+        let (k, val) = pair.split_once('=')?;
+        let (k, val) = (k.trim(), val.trim());
+        let key_ok = (1..=128).contains(&k.chars().count()) && allowed(k) && !k.starts_with("aws:");
+        if !key_ok || val.chars().count() > 256 || !allowed(val) || tags.iter().any(|(t, _)| t == k) {
+            return None;
+        }
+        tags.push((k.to_owned(), val.to_owned()));
+    }
+    (tags.len() <= 50).then_some(tags)
+}
+
+fn metric_format(get: &impl Fn(&str) -> Option<String>) -> Result<Option<MetricFormat>, ConfigError> {
+    let dimensions = match get("metric_dimensions") {
+        Some(v) => parse_dimensions(&v).map_err(|a| bad("metric_dimensions", &v, a))?,
+        None => Vec::new(),
+    };
+    match get("metric_namespace") {
+        Some(ns) => {
+            check_namespace(&ns).map_err(|a| bad("metric_namespace", &ns, a))?;
+            Ok(Some(MetricFormat { namespace: ns, dimensions }))
+        }
+        None if !dimensions.is_empty() => {
+            Err(missing("metric_namespace", "a namespace, since metric_dimensions is set"))
+        }
+        None => Ok(None),
     }
 }
 
@@ -312,7 +563,7 @@ mod tests {
             ("role_arn", "arn:aws:iam::222222222222:role/cross-account-log-role"),
         ])
         .unwrap();
-        assert_eq!(c.stream, StreamName::Prefix("example-".into()));
+        assert_eq!(c.stream, NameRule::TagPrefix("example-".into()));
         assert!(c.auto_create_group && c.auto_create_stream);
         assert_eq!(c.role_session_name, "cloudwatch_rs");
         assert_eq!(c.flush_timeout, Duration::from_secs(30));
@@ -355,6 +606,26 @@ mod tests {
             (&[("flush_timeout", "soon")], "flush_timeout"),
             (&[("role_session_duration", "10m")], "role_session_duration"),
             (&[("startup_check", "maybe")], "startup_check"),
+            (&[("log_retention_days", "2")], "log_retention_days"),
+            (&[("log_group_class", "BOGUS")], "log_group_class"),
+            (&[("kms_key_id", "alias/mine")], "kms_key_id"),
+            (&[("new_log_group_tags", "team")], "new_log_group_tags"),
+            (&[("new_log_group_tags", "a=1,a=2")], "new_log_group_tags"),
+            (&[("log_group_template", "$(upper(tag))")], "log_group_template"),
+            (&[("log_stream_template", "x-$(ecs_nope)")], "log_stream_template"),
+            (&[("log_group_name", "app-$(tag")], "log_group_name"),
+            (&[("default_log_group_name", "a b")], "default_log_group_name"),
+            (&[("log_key", "$a['b'")], "log_key"),
+            (&[("log_key_missing", "maybe")], "log_key_missing"),
+            (&[("metric_dimensions", "a;;b"), ("metric_namespace", "ns")], "metric_dimensions"),
+            (&[("metric_dimensions", "host")], "metric_namespace"),
+            (&[("log_format", "json emf")], "log_format"),
+            (&[("extra_user_agent", "a b")], "extra_user_agent"),
+            (&[("auto_retry_requests", "sometimes")], "auto_retry_requests"),
+            (&[("credentials_endpoint", "ftp://x")], "credentials_endpoint"),
+            (&[("log_level", "loud")], "log_level"),
+            (&[("stats_interval", "0s")], "stats_interval"),
+            (&[("add_entity", "perhaps")], "add_entity"),
         ];
         for (extra, key) in cases {
             let err = with(extra).expect_err(&format!("{extra:?} should fail"));
@@ -367,6 +638,55 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn every_peer_key_with_a_valid_value() {
+        let c = with(&[
+            ("log_group_name", "static-group"),
+            ("log_group_template", "/app/$kubernetes['namespace_name']"),
+            ("default_log_group_name", "fallback-group"),
+            ("log_stream_prefix", ""),
+            ("log_stream_name", "$(tag[1])-$(ecs_task_id)"),
+            ("log_stream_template", "$TAG[0]-$kubernetes['pod_name']"),
+            ("default_log_stream_name", "fallback-stream"),
+            ("auto_create_group", "true"),
+            ("log_retention_days", "14"),
+            ("new_log_group_tags", "team=logs, env=prod"),
+            ("log_group_class", "infrequent_access"),
+            ("kms_key_id", "arn:aws:kms:us-east-1:222222222222:key/1234abcd-12ab-34cd-56ef-1234567890ab"),
+            ("log_key", "$log['message']"),
+            ("log_key_missing", "record"),
+            ("metric_namespace", "fluent-bit-metrics"),
+            ("metric_dimensions", "host;host,cpu"),
+            ("extra_user_agent", "firelens"),
+            ("auto_retry_requests", "false"),
+            ("credentials_endpoint", "http://127.0.0.1:51679/creds"),
+            ("log_level", "debug"),
+            ("stats_interval", "5m"),
+            ("add_entity", "true"),
+        ])
+        .unwrap();
+        assert!(c.group.per_record() && c.stream.per_record());
+        assert_eq!(c.probe_group(), "static-group");
+        assert_eq!(c.new_group.retention_days, Some(14));
+        assert_eq!(c.new_group.tags, vec![("team".into(), "logs".into()), ("env".into(), "prod".into())]);
+        assert_eq!(c.new_group.class.as_deref(), Some("INFREQUENT_ACCESS"));
+        assert_eq!(c.log_format.as_deref(), Some("json/emf"));
+        assert!(!c.auto_retry_requests);
+        assert_eq!(c.stats_interval, Some(Duration::from_secs(300)));
+        assert_eq!(c.warnings.len(), 1);
+    }
+
+    #[test]
+    fn template_fallbacks() {
+        let c =
+            with(&[("log_group_name", "g-$(tag)"), ("log_stream_prefix", ""), ("log_stream_name", "s-$(x)")]).unwrap();
+        assert_eq!(c.group.static_name("t"), "fluentbit-default");
+        assert_eq!(c.stream.static_name("t"), "/fluentbit-default");
+        assert!(!c.group.per_record() && c.stream.per_record());
+        let c = with(&[("log_stream_template", "$x")]).unwrap();
+        assert_eq!(c.stream.static_name("app"), "p-app");
     }
 
     #[test]
@@ -418,7 +738,7 @@ mod readme {
     fn the_readme_table_lists_every_key_as_the_table_says() {
         let readme = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"));
         for key in super::KEYS {
-            let row = format!("| `{}` | {} | {} |", key.name, key.default, key.meaning);
+            let row = format!("| `{}` | {} | {} | {} |", key.name, key.default, key.from, key.meaning);
             assert!(readme.contains(&row), "README lacks the row: {row}");
         }
     }

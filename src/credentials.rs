@@ -56,8 +56,17 @@ pub async fn clients(config: &Config) -> Result<Clients, ConfigError> {
     let mut loader = aws_config::defaults(BehaviorVersion::latest())
         .region(Region::new(config.region.clone()))
         .timeout_config(timeouts);
-    if let Ok(name) = AppName::new("cloudwatch_rs") {
+    let app = match &config.extra_user_agent {
+        Some(extra) => format!("cloudwatch_rs-{extra}"),
+        None => "cloudwatch_rs".to_owned(),
+    };
+    if let Ok(name) = AppName::new(app) {
         loader = loader.app_name(name);
+    }
+    if let Some(url) = &config.credentials_endpoint {
+        loader = loader.credentials_provider(SharedCredentialsProvider::new(crate::metadata::EndpointCredentials {
+            url: url.clone(),
+        }));
     }
     if let Some(path) = &config.ca_bundle {
         loader = loader.http_client(https_client_trusting(path)?);
@@ -156,6 +165,7 @@ struct IdentityKey {
     sts_endpoint: Option<String>,
     profile: Option<String>,
     ca_bundle: Option<String>,
+    credentials_endpoint: Option<String>,
 }
 
 impl IdentityKey {
@@ -169,6 +179,7 @@ impl IdentityKey {
             sts_endpoint: c.sts_endpoint.clone(),
             profile: c.profile.clone(),
             ca_bundle: c.ca_bundle.clone(),
+            credentials_endpoint: c.credentials_endpoint.clone(),
         }
     }
 }
@@ -455,6 +466,7 @@ impl std::fmt::Debug for Clients {
 /// written, with an empty PutLogEvents to a stream that does not exist (nothing is written).
 /// Returns one line saying what is wrong, or `Ok` with what was found.
 pub async fn startup_check(config: &Config, clients: &Clients) -> Result<String, String> {
+    let group = config.probe_group();
     let cache = &clients.credentials;
     if let Err(e) = cache.get().await {
         return Err(format!("startup check: {}", error_chain(&e)));
@@ -466,7 +478,7 @@ pub async fn startup_check(config: &Config, clients: &Clients) -> Result<String,
     let probe = clients
         .logs
         .put_log_events()
-        .log_group_name(&config.log_group_name)
+        .log_group_name(&group)
         .log_stream_name(format!("cloudwatch_rs-startup-check-{}", std::process::id()))
         .set_log_events(Some(Vec::new()))
         .send()
@@ -478,20 +490,18 @@ pub async fn startup_check(config: &Config, clients: &Clients) -> Result<String,
             crate::delivery::Failure::StreamMissing | crate::delivery::Failure::Invalid(_) => Ok(()),
             crate::delivery::Failure::GroupMissing if config.auto_create_group => Ok(()),
             crate::delivery::Failure::GroupMissing => {
-                Err(format!("log group '{}' does not exist and auto_create_group is off", config.log_group_name))
+                Err(format!("log group '{}' does not exist and auto_create_group is off", group))
             }
-            crate::delivery::Failure::Denied(d) => Err(format!(
-                "{writer} may not write to log group '{}' (needs logs:PutLogEvents): {d}",
-                config.log_group_name
-            )),
+            crate::delivery::Failure::Denied(d) => {
+                Err(format!("{writer} may not write to log group '{}' (needs logs:PutLogEvents): {d}", group))
+            }
             other => Err(format!("CloudWatch Logs unreachable or refusing: {other:?}")),
         },
     };
     match verdict {
-        Ok(()) => Ok(format!(
-            "startup check passed: base identity {principal}, writing as {writer} to log group '{}'",
-            config.log_group_name
-        )),
+        Ok(()) => {
+            Ok(format!("startup check passed: base identity {principal}, writing as {writer} to log group '{}'", group))
+        }
         Err(why) => Err(format!("startup check: {why}")),
     }
 }

@@ -4,13 +4,15 @@
 //! with what to do about it.
 
 use crate::batch::{request_body, LogEvent};
-use crate::log::{log_debug, log_error, log_warn};
+use crate::config::NewGroup;
+use crate::log::{log_debug, log_error, log_info, log_warn};
+use crate::naming::StreamKey;
 use crate::stats::Stats;
 use aws_sdk_cloudwatchlogs::config::interceptors::BeforeTransmitInterceptorContextMut;
 use aws_sdk_cloudwatchlogs::config::{ConfigBag, Intercept, RuntimeComponents};
 use aws_sdk_cloudwatchlogs::error::BoxError;
 use aws_sdk_cloudwatchlogs::error::{ProvideErrorMetadata, SdkError};
-use aws_sdk_cloudwatchlogs::types::RejectedLogEventsInfo;
+use aws_sdk_cloudwatchlogs::types::{LogGroupClass, RejectedLogEventsInfo};
 use aws_sdk_cloudwatchlogs::Client;
 use aws_smithy_types::body::SdkBody;
 use bytes::Bytes;
@@ -57,12 +59,17 @@ pub enum Failure {
     Invalid(String),
 }
 
-/// The log group, its client, and the rules for creating what is missing.
+/// The client, and the rules for sending and for creating what is missing.
 pub struct Delivery {
     pub client: Client,
-    pub group: String,
     pub auto_create_group: bool,
+    /// What a group the plugin creates gets.
+    pub new_group: NewGroup,
     pub auto_create_stream: bool,
+    /// `x-amzn-logs-format` of every PutLogEvents.
+    pub log_format: Option<String>,
+    /// Off: one attempt per call, and Fluent Bit's retry does the rest.
+    pub auto_retry: bool,
     /// Instance name for log lines, e.g. `cloudwatch_rs.0`.
     pub label: String,
     pub stats: Arc<Stats>,
@@ -71,25 +78,26 @@ pub struct Delivery {
 }
 
 impl Delivery {
-    /// Sends one batch (sorted events whose messages live in `arena`) to `stream`.
-    pub async fn send(&self, stream: &str, arena: &[u8], events: &[LogEvent], deadline: Instant) -> BatchOutcome {
+    /// Sends one batch (sorted events whose messages live in `arena`) to its group and stream.
+    pub async fn send(&self, to: &StreamKey, arena: &[u8], events: &[LogEvent], deadline: Instant) -> BatchOutcome {
+        let (group, stream) = (to.group.as_str(), to.stream.as_str());
         // Group or stream can vanish again while we replay (deleted by someone else): recreate
         // a few times, within the deadline, before handing the chunk back to Fluent Bit.
         let mut creations = 0;
         // The body is written once, straight from the arena, and handed to every attempt.
         let mut buf = Vec::new();
-        request_body(&self.group, stream, arena, events, &mut buf);
+        request_body(group, stream, arena, events, &mut buf);
         let body = Bytes::from(buf);
         loop {
             let put = self
                 .retrying("PutLogEvents", deadline, || {
                     self.client
                         .put_log_events()
-                        .log_group_name(&self.group)
+                        .log_group_name(group)
                         .log_stream_name(stream)
                         .set_log_events(Some(Vec::new()))
                         .customize()
-                        .interceptor(PreEncodedBody::new(body.clone()))
+                        .interceptor(PreEncodedBody::new(body.clone(), self.log_format.clone()))
                         .send()
                 })
                 .await;
@@ -105,8 +113,7 @@ impl Delivery {
             };
             match failure {
                 Failure::GroupMissing | Failure::StreamMissing if creations < MAX_CREATIONS => {
-                    if let Err(outcome) = self.create_missing(stream, failure == Failure::GroupMissing, deadline).await
-                    {
+                    if let Err(outcome) = self.create_missing(to, failure == Failure::GroupMissing, deadline).await {
                         return outcome;
                     }
                     creations += 1;
@@ -115,7 +122,7 @@ impl Delivery {
                     log_warn!(
                         &self.label,
                         "log group '{}' / stream '{}' missing again after creating it {} times; will retry",
-                        self.group,
+                        group,
                         stream,
                         creations
                     );
@@ -125,21 +132,21 @@ impl Delivery {
                     log_warn!(
                         &self.label,
                         "PutLogEvents to '{}'/'{}' gave up: {}; the chunk will be retried",
-                        self.group,
+                        group,
                         stream,
                         detail
                     );
                     return BatchOutcome::Retry;
                 }
                 Failure::Denied(detail) => {
-                    log_error!(&self.label, "access denied: PutLogEvents on log group '{}': {}; check that principal's policy (and role_arn and the role's trust policy)", self.group, detail);
+                    log_error!(&self.label, "access denied: PutLogEvents on log group '{}': {}; check that principal's policy (and role_arn and the role's trust policy)", group, detail);
                     return BatchOutcome::Retry;
                 }
                 Failure::Credentials(detail) => {
                     log_error!(
                         &self.label,
                         "no usable AWS credentials for PutLogEvents on log group '{}': {}",
-                        self.group,
+                        group,
                         detail
                     );
                     return BatchOutcome::Retry;
@@ -157,7 +164,7 @@ impl Delivery {
                         &self.label,
                         "CloudWatch refused a batch of {} events for '{}'/'{}' as invalid, dropping it: {}",
                         events.len(),
-                        self.group,
+                        group,
                         stream,
                         detail
                     );
@@ -169,55 +176,106 @@ impl Delivery {
     }
 
     /// Creates the group (when it is missing and allowed) and the stream.
-    async fn create_missing(&self, stream: &str, group_missing: bool, deadline: Instant) -> Result<(), BatchOutcome> {
+    async fn create_missing(&self, to: &StreamKey, group_missing: bool, deadline: Instant) -> Result<(), BatchOutcome> {
+        let (group, stream) = (to.group.as_str(), to.stream.as_str());
         if group_missing {
-            self.create_group(deadline).await?;
+            self.create_group(group, deadline).await?;
         }
         if !self.auto_create_stream {
-            log_error!(&self.label, "log stream '{}' does not exist in log group '{}' and auto_create_stream is off: create it, or turn auto_create_stream on", stream, self.group);
+            log_error!(&self.label, "log stream '{}' does not exist in log group '{}' and auto_create_stream is off: create it, or turn auto_create_stream on", stream, group);
             return Err(BatchOutcome::Retry);
         }
         let created = self
             .retrying("CreateLogStream", deadline, || {
-                self.client.create_log_stream().log_group_name(&self.group).log_stream_name(stream).send()
+                self.client.create_log_stream().log_group_name(group).log_stream_name(stream).send()
             })
             .await;
         match created.map(Some).or_else(|f| if f == Failure::AlreadyExists { Ok(None) } else { Err(f) }) {
             Ok(None) => Ok(()),
             Ok(Some(_)) => {
                 Stats::add(&self.stats.streams_created, 1);
-                log_debug!(&self.label, "created log stream '{}' in '{}'", stream, self.group);
+                log_debug!(&self.label, "created log stream '{}' in '{}'", stream, group);
                 Ok(())
             }
             Err(Failure::GroupMissing | Failure::StreamMissing) if !group_missing => {
                 // the group went missing too: create it, then the stream
-                Box::pin(self.create_missing(stream, true, deadline)).await
+                Box::pin(self.create_missing(to, true, deadline)).await
             }
             Err(f) => Err(self.creation_failed("CreateLogStream", &format!("log stream '{stream}'"), f)),
         }
     }
 
-    async fn create_group(&self, deadline: Instant) -> Result<(), BatchOutcome> {
+    /// CreateLogGroup with the configured class, KMS key and tags; the retention policy is set
+    /// in the background, so the batch waiting for the group is not held up by it.
+    async fn create_group(&self, group: &str, deadline: Instant) -> Result<(), BatchOutcome> {
         if !self.auto_create_group {
             log_error!(
                 &self.label,
                 "log group '{}' does not exist and auto_create_group is off: create it, or turn auto_create_group on",
-                self.group
+                group
             );
             return Err(BatchOutcome::Retry);
         }
+        let settings = &self.new_group;
         let created = self
-            .retrying("CreateLogGroup", deadline, || self.client.create_log_group().log_group_name(&self.group).send())
+            .retrying("CreateLogGroup", deadline, || {
+                let mut call = self
+                    .client
+                    .create_log_group()
+                    .log_group_name(group)
+                    .set_kms_key_id(settings.kms_key_id.clone())
+                    .set_log_group_class(settings.class.as_deref().map(LogGroupClass::from));
+                for (k, v) in &settings.tags {
+                    call = call.tags(k, v);
+                }
+                call.send()
+            })
             .await;
         match created.map(Some).or_else(|f| if f == Failure::AlreadyExists { Ok(None) } else { Err(f) }) {
-            Ok(None) => Ok(()),
-            Ok(Some(_)) => {
-                Stats::add(&self.stats.groups_created, 1);
-                log_debug!(&self.label, "created log group '{}'", self.group);
+            Ok(created) => {
+                if created.is_some() {
+                    Stats::add(&self.stats.groups_created, 1);
+                    log_info!(&self.label, "created log group '{}'", group);
+                }
+                // also after AlreadyExists: another worker may have created it a moment ago
+                if let Some(days) = settings.retention_days {
+                    self.spawn_retention(group, days);
+                }
                 Ok(())
             }
-            Err(f) => Err(self.creation_failed("CreateLogGroup", &format!("log group '{}'", self.group), f)),
+            Err(f) => Err(self.creation_failed("CreateLogGroup", &format!("log group '{group}'"), f)),
         }
+    }
+
+    /// PutRetentionPolicy on a new group, retried for up to a minute off the flush path.
+    fn spawn_retention(&self, group: &str, days: i32) {
+        let (client, label, stats, group) =
+            (self.client.clone(), self.label.clone(), self.stats.clone(), group.to_owned());
+        tokio::spawn(async move {
+            for attempt in 0..8u32 {
+                let call = client.put_retention_policy().log_group_name(&group).retention_in_days(days).send().await;
+                let failure = match call {
+                    Ok(_) => {
+                        log_debug!(&label, "log group '{}': retention set to {} days", group, days);
+                        return;
+                    }
+                    Err(e) => classify(&e),
+                };
+                if !matches!(failure, Failure::Transient { .. } | Failure::Credentials(_) | Failure::NoCredentials(_)) {
+                    Stats::add(&stats.retention_failures, 1);
+                    log_error!(&label, "PutRetentionPolicy ({} days) on log group '{}' failed: {:?}; the group keeps its logs forever until retention is set", days, group, failure);
+                    return;
+                }
+                sleep(jittered_backoff(attempt + 3)).await;
+            }
+            Stats::add(&stats.retention_failures, 1);
+            log_error!(
+                &label,
+                "PutRetentionPolicy ({} days) on log group '{}' kept failing; set it by hand",
+                days,
+                group
+            );
+        });
     }
 
     fn creation_failed(&self, call: &str, what: &str, failure: Failure) -> BatchOutcome {
@@ -277,7 +335,7 @@ impl Delivery {
                 Stats::add(&self.stats.throttled, 1);
             }
             let wait = jittered_backoff(attempt);
-            if Instant::now() + wait >= deadline {
+            if !self.auto_retry || Instant::now() + wait >= deadline {
                 return Err(failure);
             }
             log_debug!(&self.label, "{} failed ({}), retrying in {} ms", name, detail, wait.as_millis());
@@ -354,12 +412,16 @@ impl Rejected {
 /// Replaces the SDK's serialisation of a PutLogEvents request (here: group, stream and no
 /// events) with the body `request_body` wrote, before signing, so SigV4 hashes the real body.
 /// Interceptors are the SDK's supported hook for this; one is used per attempt.
+/// It also sets `x-amzn-logs-format` (`log_format`).
 #[derive(Debug)]
-struct PreEncodedBody(std::sync::Mutex<Option<Bytes>>);
+struct PreEncodedBody {
+    body: std::sync::Mutex<Option<Bytes>>,
+    log_format: Option<String>,
+}
 
 impl PreEncodedBody {
-    fn new(body: Bytes) -> Self {
-        PreEncodedBody(std::sync::Mutex::new(Some(body)))
+    fn new(body: Bytes, log_format: Option<String>) -> Self {
+        PreEncodedBody { body: std::sync::Mutex::new(Some(body)), log_format }
     }
 }
 
@@ -374,11 +436,14 @@ impl Intercept for PreEncodedBody {
         _runtime_components: &RuntimeComponents,
         _cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
-        let body = self.0.lock().map_err(|_| "pre-encoded body lock poisoned")?.take();
+        let body = self.body.lock().map_err(|_| "pre-encoded body lock poisoned")?.take();
+        let request = context.request_mut();
         if let Some(body) = body {
-            let request = context.request_mut();
             request.headers_mut().insert("content-length", body.len().to_string());
             *request.body_mut() = SdkBody::from(body);
+        }
+        if let Some(format) = &self.log_format {
+            request.headers_mut().insert("x-amzn-logs-format", format.clone());
         }
         Ok(())
     }
@@ -510,7 +575,7 @@ mod tests {
     fn rejected_events_by_index_aws_and_moto_style() {
         let now = 2_000_000_000_000;
         let day = 24 * 3600 * 1000;
-        let ev = |t| LogEvent { timestamp: t, start: 0, len: 1 };
+        let ev = |t| LogEvent { timestamp: t, start: 0, len: 1, key: 0 };
         let events = [ev(now - 20 * day), ev(now - 15 * day), ev(now), ev(now + 3 * 3600 * 1000)];
         // AWS: exclusive end index 2 = two too old; too-new from index 3
         assert_eq!(

@@ -9,7 +9,7 @@
 #![allow(non_camel_case_types, non_upper_case_globals, dead_code)]
 
 use crate::instance::{FlushResult, Instance};
-use crate::log::{log_error, log_info};
+use crate::log::{log_debug, log_error};
 use crate::runtime;
 use std::collections::HashSet;
 use std::ffi::{c_char, c_int, c_void, CStr, CString};
@@ -174,8 +174,6 @@ pub extern "C" fn FLBPluginExitCtx(ctx: *mut c_void) -> c_int {
 pub extern "C" fn FLBPluginUnregister(_def: *mut sys::flb_plugin_proxy_def) {
     boundary("FLBPluginUnregister", (), || {
         runtime::unregister();
-        if crate::log::enabled(crate::log::Level::Debug) {
-            log_info!("cloudwatch_rs", "unregistered");
-        }
+        log_debug!("cloudwatch_rs", "unregistered");
     })
 }

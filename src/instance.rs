@@ -7,11 +7,15 @@ use crate::credentials::{clients, report_startup_check, startup_check};
 use crate::delivery::{BatchOutcome, Delivery};
 use crate::log::{log_debug, log_error, log_info, log_warn};
 use crate::message::Encoder;
+use crate::naming::NameRule;
+use crate::plan::Naming;
 use crate::plan::Plan;
 use crate::progress::{ChunkId, Progress};
 use crate::runtime;
 use crate::stats::Stats;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use crate::template::{EcsMetadata, Vars};
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::time::Instant;
@@ -52,6 +56,13 @@ struct Scratch {
 pub struct Instance {
     pub label: String,
     config: Config,
+    /// `$(uuid)`: one per instance, as the Go plugin.
+    uuid: String,
+    /// `$(ecs_*)`: fetched at Init when a name uses them.
+    ecs: Option<EcsMetadata>,
+    /// Fallback names already logged (a bounded set: each is logged once).
+    fallbacks_logged: Mutex<HashSet<String>>,
+    exited: AtomicBool,
     delivery: Delivery,
     stats: Arc<Stats>,
     /// One `Scratch` per concurrent flush (Workers N), taken and returned, never held across an await.
@@ -72,6 +83,8 @@ const STARTUP_CHECK_TIMEOUT: Duration = Duration::from_secs(10);
 const PROGRESS_ENTRIES: usize = 4096;
 /// How long ExitCtx waits for flush tasks still running (Fluent Bit's default Grace).
 const EXIT_WAIT: Duration = Duration::from_secs(5);
+/// How many distinct fallback names are logged (each once).
+const FALLBACKS_LOGGED: usize = 1024;
 
 impl Instance {
     /// Validates the config and builds the client (no network I/O).
@@ -80,8 +93,23 @@ impl Instance {
         env: impl Fn(&str) -> Option<String>,
     ) -> Result<Arc<Instance>, (String, InitError)> {
         let label = format!("cloudwatch_rs.{}", NEXT_ID.fetch_add(1, Ordering::Relaxed));
-        let config = Config::from_lookup(get, env).map_err(|e| (label.clone(), InitError::Config(e)))?;
+        let config = Config::from_lookup(&get, &env).map_err(|e| (label.clone(), InitError::Config(e)))?;
+        crate::log::set_level(&label, config.log_level);
+        for warning in &config.warnings {
+            log_warn!(&label, "{}", warning);
+        }
         let handle = runtime::handle().map_err(|e| (label.clone(), InitError::Runtime(e)))?;
+        let ecs = if config.group.uses_ecs() || config.stream.uses_ecs() {
+            match handle.block_on(crate::metadata::ecs_task(&env)) {
+                Ok(m) => Some(m),
+                Err(why) => {
+                    log_warn!(&label, "ECS task metadata unavailable ({}); names using $(ecs_*) fall back", why);
+                    None
+                }
+            }
+        } else {
+            None
+        };
         let clients = handle.block_on(clients(&config)).map_err(|e| (label.clone(), InitError::Config(e)))?;
         if config.startup_check != StartupCheck::Off {
             let check = handle.block_on(async {
@@ -96,29 +124,62 @@ impl Instance {
         let delivery = Delivery {
             client: clients.logs,
             credentials: clients.credentials,
-            group: config.log_group_name.clone(),
             auto_create_group: config.auto_create_group,
+            new_group: config.new_group.clone(),
             auto_create_stream: config.auto_create_stream,
+            log_format: config.log_format.clone(),
+            auto_retry: config.auto_retry_requests,
             label: label.clone(),
             stats: stats.clone(),
         };
         log_info!(
             &label,
-            "log group '{}' in {}{}{}",
-            config.log_group_name,
+            "log group {} in {}{}{}",
+            describe_rule(&config.group),
             config.region,
             config.role_arn.as_deref().map(|r| format!(", as role {r}")).unwrap_or_default(),
             config.endpoint.as_deref().map(|e| format!(", endpoint {e}")).unwrap_or_default(),
         );
-        Ok(Arc::new(Instance {
+        let instance = Arc::new(Instance {
             label,
+            uuid: random_uuid(),
+            ecs,
+            fallbacks_logged: Mutex::new(HashSet::new()),
+            exited: AtomicBool::new(false),
             config,
             delivery,
             stats,
             scratch: Mutex::new(Vec::new()),
             progress: Mutex::new(Progress::new(PROGRESS_ENTRIES)),
             in_flight: AtomicUsize::new(0),
-        }))
+        });
+        if let Some(every) = instance.config.stats_interval {
+            let weak = Arc::downgrade(&instance);
+            handle.spawn(async move {
+                let mut tick = tokio::time::interval(every);
+                tick.tick().await;
+                loop {
+                    tick.tick().await;
+                    match weak.upgrade() {
+                        Some(i) if !i.exited.load(Ordering::Acquire) => log_info!(&i.label, "stats: {}", i.summary()),
+                        _ => break,
+                    }
+                }
+            });
+        }
+        Ok(instance)
+    }
+
+    /// The counters as one line, with the shared credential cache's.
+    fn summary(&self) -> String {
+        let c = &self.delivery.credentials;
+        format!(
+            "{} credential_refreshes={} credential_invalidations={} (credentials shared by every instance using {})",
+            self.stats,
+            c.refreshes.load(Ordering::Relaxed),
+            c.invalidations.load(Ordering::Relaxed),
+            c.describe()
+        )
     }
 
     /// Called on Fluent Bit's thread (a small coroutine stack): hands the chunk to the
@@ -153,8 +214,9 @@ impl Instance {
     pub async fn flush(&self, chunk: &[u8], tag: &str) -> FlushResult {
         let deadline = Instant::now() + self.config.flush_timeout;
         let mut scratch = self.take_scratch();
-        scratch.plan.build(chunk, &self.config.message, &mut scratch.encoder);
-        let stream = self.config.stream.for_tag(tag).into_owned();
+        let vars = Vars { uuid: &self.uuid, ecs: self.ecs.as_ref() };
+        let naming = Naming { group: &self.config.group, stream: &self.config.stream, vars: &vars };
+        scratch.plan.build(chunk, tag, naming, &self.config.message, &mut scratch.encoder);
         let plan = &scratch.plan;
         let batches = plan.batches.len();
 
@@ -183,7 +245,11 @@ impl Instance {
             if done[i] {
                 continue;
             }
-            match self.delivery.send(&stream, &plan.arena, &plan.events[range.clone()], deadline).await {
+            let events = &plan.events[range.clone()];
+            let Some(to) = events.first().and_then(|e| plan.keys.get(e.key as usize)) else {
+                continue;
+            };
+            match self.delivery.send(to, &plan.arena, events, deadline).await {
                 BatchOutcome::Delivered => delivered += 1,
                 BatchOutcome::Dropped => dropped += 1,
                 BatchOutcome::Retry => {
@@ -228,6 +294,22 @@ impl Instance {
         Stats::add(&s.dropped_bad_body, plan.dropped.bad_body);
         Stats::add(&s.dropped_empty, plan.dropped.empty);
         Stats::add(&s.dropped_missing_key, plan.dropped.missing_key);
+        Stats::add(&s.name_fallbacks, plan.fallbacks);
+        for (variable, name) in &plan.fallback_examples {
+            let first_time = {
+                let mut logged = self.fallbacks_logged.lock().unwrap_or_else(|p| p.into_inner());
+                logged.len() < FALLBACKS_LOGGED && logged.insert(format!("{variable} {name}"))
+            };
+            if first_time {
+                log_warn!(
+                    &self.label,
+                    "tag '{}': {} could not be resolved; sending to '{}' instead (logged once per name, counted in name_fallbacks)",
+                    tag,
+                    variable,
+                    name
+                );
+            }
+        }
         if plan.truncated > 0 {
             log_warn!(
                 &self.label,
@@ -243,7 +325,7 @@ impl Instance {
                 &self.label,
                 "tag '{}': {} of {} records not sent: {} not [time, body] records, {} undecodable bodies, {} empty, {} without log_key '{}'",
                 tag, d.total(), plan.records, d.bad_record, d.bad_body, d.empty, d.missing_key,
-                self.config.message.log_key.as_deref().unwrap_or("")
+                self.config.message.log_key.as_ref().map(ToString::to_string).unwrap_or_default()
             );
         }
         if let Some(damage) = plan.damage {
@@ -281,14 +363,38 @@ impl Instance {
         if pending > 0 {
             log_warn!(&self.label, "exit with {} partly delivered chunks still awaiting Fluent Bit's retry", pending);
         }
-        let c = &self.delivery.credentials;
-        log_info!(
-            &self.label,
-            "exit: {} credential_refreshes={} credential_invalidations={} (shared by every instance using {})",
-            self.stats,
-            c.refreshes.load(Ordering::Relaxed),
-            c.invalidations.load(Ordering::Relaxed),
-            c.describe()
-        );
+        self.exited.store(true, Ordering::Release);
+        log_info!(&self.label, "exit: {}", self.summary());
+        crate::log::set_level(&self.label, None);
     }
+}
+
+/// How a name rule reads in the startup line.
+fn describe_rule(rule: &NameRule) -> String {
+    match rule {
+        NameRule::Fixed(name) => format!("'{name}'"),
+        NameRule::TagPrefix(prefix) => format!("'{prefix}<tag>'"),
+        NameRule::Template { template, fallback } => {
+            format!("from template '{template}' (fallback {})", describe_rule(fallback))
+        }
+    }
+}
+
+/// A random version-4 UUID, from the standard library's randomly seeded hasher.
+fn random_uuid() -> String {
+    use std::hash::BuildHasher;
+    let state = std::collections::hash_map::RandomState::new();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos();
+    let hi = state.hash_one((now, 1u8));
+    let lo = state.hash_one((now, 2u8));
+    let hi = (hi & !0xF000) | 0x4000; // version 4
+    let lo = (lo & !(0xC << 60)) | (0x8 << 60); // variant 10
+    format!(
+        "{:08x}-{:04x}-{:04x}-{:04x}-{:012x}",
+        hi >> 32,
+        (hi >> 16) & 0xFFFF,
+        hi & 0xFFFF,
+        lo >> 48,
+        lo & 0xFFFF_FFFF_FFFF
+    )
 }

@@ -18,6 +18,8 @@ pub mod batch;
 pub mod chunk;
 /// `[OUTPUT]` keys → `Config`; `KEYS`, the one list of keys.
 pub mod config;
+/// A metrics record → an Embedded Metric Format document (`metric_namespace`, `metric_dimensions`).
+pub mod emf;
 /// A record body → the message bytes (JSON or `log_key`), size limit.
 pub mod message;
 /// Zero-copy msgpack tokens.
@@ -28,6 +30,10 @@ pub mod naming;
 pub mod plan;
 /// What of a chunk was delivered, across Fluent Bit's retries.
 pub mod progress;
+/// A path of map keys into a record (`$kubernetes['labels']['app']`) and its value in a body.
+pub mod record_path;
+/// Log group / stream name templates (`$(tag[1])`, `$kubernetes['pod_name']`) and their rendering.
+pub mod template;
 
 // The async shell around the core.
 /// The CloudWatch Logs client: default credential chain, AssumeRole on top.
@@ -38,6 +44,8 @@ pub mod delivery;
 pub mod instance;
 /// Log lines in Fluent Bit's format.
 pub mod log;
+/// ECS task metadata and `credentials_endpoint` over plain HTTP.
+pub mod metadata;
 /// The tokio runtime's life across Register/Init/Unregister.
 pub mod runtime;
 /// Per-instance counters.

@@ -2,11 +2,14 @@
 //! `[2026/11/28 01:02:03] [ warn] [output:cloudwatch_rs:cloudwatch_rs.0] message`.
 //!
 //! stderr works on every Fluent Bit version (the API's `log_print` does not exist on 1.9.x).
-//! The level comes from `FLB_LOG_LEVEL` (error, warn, info, debug, trace; default info).
+//! The level is the instance's `log_level` key, else `FLB_LOG_LEVEL` (error, warn, info, debug,
+//! trace), else info: Fluent Bit does not pass `[SERVICE] Log_Level` to proxy plugins.
 
 use once_cell::sync::Lazy;
+use std::collections::HashMap;
 use std::fmt::{self, Write as _};
 use std::io::Write as _;
+use std::sync::RwLock;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -44,13 +47,26 @@ impl Level {
 static MAX_LEVEL: Lazy<Level> =
     Lazy::new(|| std::env::var("FLB_LOG_LEVEL").ok().and_then(|v| Level::parse(&v)).unwrap_or(Level::Info));
 
-pub fn enabled(level: Level) -> bool {
-    level <= *MAX_LEVEL
+/// Instances with their own `log_level`.
+static LEVELS: Lazy<RwLock<HashMap<String, Level>>> = Lazy::new(Default::default);
+
+/// Sets (or with `None` forgets) the level of one instance.
+pub fn set_level(instance: &str, level: Option<Level>) {
+    let mut levels = LEVELS.write().unwrap_or_else(|p| p.into_inner());
+    match level {
+        Some(level) => levels.insert(instance.to_owned(), level),
+        None => levels.remove(instance),
+    };
+}
+
+pub fn enabled(level: Level, instance: &str) -> bool {
+    let levels = LEVELS.read().unwrap_or_else(|p| p.into_inner());
+    level <= levels.get(instance).copied().unwrap_or(*MAX_LEVEL)
 }
 
 /// Writes one line for `instance` (e.g. `cloudwatch_rs.0`).
 pub fn log(level: Level, instance: &str, message: fmt::Arguments<'_>) {
-    if !enabled(level) {
+    if !enabled(level, instance) {
         return;
     }
     let mut line = String::with_capacity(128);
@@ -87,6 +103,17 @@ pub(crate) use {log_debug, log_error, log_info, log_warn};
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn an_instance_level_overrides_the_default() {
+        use super::*;
+        set_level("test.levels", Some(Level::Error));
+        assert!(!enabled(Level::Warn, "test.levels") && enabled(Level::Error, "test.levels"));
+        set_level("test.levels", Some(Level::Debug));
+        assert!(enabled(Level::Debug, "test.levels"));
+        set_level("test.levels", None);
+        assert_eq!(enabled(Level::Debug, "test.levels"), *MAX_LEVEL >= Level::Debug);
+    }
+
     #[test]
     fn timestamps() {
         assert_eq!(super::utc_timestamp(0), "1970/01/01 00:00:00");

@@ -1,13 +1,17 @@
 //! A record body → the CloudWatch message bytes, in one pass from msgpack.
 //!
 //! Without `log_key` the message is the body as compact JSON, keys in record order. With
-//! `log_key` it is that top-level key's value: a string as is, anything else as JSON.
+//! `log_key` it is the value at that key or path: a string as is, anything else as JSON. With
+//! `metric_namespace`, records with numeric fields become Embedded Metric Format documents.
 //! Text rules: invalid UTF-8 is replaced by U+FFFD; binary values are text when they are valid
 //! UTF-8, else base64; ext values are the base64 of their payload; NaN and ±Inf are `null`;
 //! a map key that is itself a map or array becomes the string `"(map)"` / `"(array)"`.
 //! Nesting is walked with an explicit stack, never with recursion.
 
+use crate::emf::{encode_emf, MetricFormat};
 use crate::msgpack::{MsgpackError, Reader, Token};
+use crate::record_path::RecordPath;
+use std::io::Write as _;
 
 /// The largest message that fits a PutLogEvents batch on its own: 1,048,576 − 26 bytes.
 pub const MAX_MESSAGE_BYTES: usize = 1_048_576 - 26;
@@ -15,9 +19,23 @@ pub const MAX_MESSAGE_BYTES: usize = 1_048_576 - 26;
 /// How a body becomes a message.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct MessageFormat {
-    pub log_key: Option<String>,
+    /// Send only this value of the record.
+    pub log_key: Option<RecordPath>,
+    pub missing_key: MissingKey,
     /// Ends a message that had to be cut; counted inside the size limit.
     pub truncation_marker: String,
+    /// Records with numeric fields become Embedded Metric Format documents.
+    pub metrics: Option<MetricFormat>,
+}
+
+/// What becomes of a record without `log_key`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum MissingKey {
+    /// Not sent; counted as `dropped_missing_key`.
+    #[default]
+    Drop,
+    /// The whole record is sent as JSON.
+    SendRecord,
 }
 
 /// The outcome of encoding one record.
@@ -53,11 +71,26 @@ impl Encoder {
 
     /// Appends the message for `body` (a raw msgpack map) to `out`. On error `out` is left as
     /// it was.
-    pub fn encode(&mut self, body: &[u8], format: &MessageFormat, out: &mut Vec<u8>) -> Result<Encoded, MsgpackError> {
+    /// `timestamp_ms` is the record's time (EMF documents carry it).
+    pub fn encode(
+        &mut self,
+        body: &[u8],
+        timestamp_ms: i64,
+        format: &MessageFormat,
+        out: &mut Vec<u8>,
+    ) -> Result<Encoded, MsgpackError> {
         let start = out.len();
-        let result = match &format.log_key {
-            None => self.encode_body(body, out),
-            Some(key) => self.encode_key(body, key.as_bytes(), out),
+        let result = match (&format.log_key, &format.metrics) {
+            (Some(path), _) => match self.encode_key(body, path, out) {
+                Ok(Encoded::MissingKey) if format.missing_key == MissingKey::SendRecord => self.encode_body(body, out),
+                other => other,
+            },
+            (None, Some(metrics)) => match encode_emf(self, body, timestamp_ms, metrics, out) {
+                Ok(true) => Ok(Encoded::Message { truncated: false }),
+                Ok(false) => self.encode_body(body, out),
+                Err(e) => Err(e),
+            },
+            (None, None) => self.encode_body(body, out),
         };
         match result {
             Ok(Encoded::Message { .. }) => {
@@ -90,35 +123,16 @@ impl Encoder {
         Ok(Encoded::Message { truncated: false })
     }
 
-    fn encode_key(&mut self, body: &[u8], key: &[u8], out: &mut Vec<u8>) -> Result<Encoded, MsgpackError> {
-        let mut reader = Reader::new(body);
-        let entries = match reader.next_token()? {
-            Token::Map(n) => n,
-            _ => return Ok(Encoded::MissingKey),
+    fn encode_key(&mut self, body: &[u8], path: &RecordPath, out: &mut Vec<u8>) -> Result<Encoded, MsgpackError> {
+        let Some(value) = path.find(body)? else {
+            return Ok(Encoded::MissingKey);
         };
-        for _ in 0..entries {
-            let matches = match reader.next_token()? {
-                Token::Str(k) | Token::Bin(k) => k == key,
-                t @ (Token::Array(_) | Token::Map(_)) => {
-                    skip_contents(&mut reader, t)?;
-                    false
-                }
-                _ => false,
-            };
-            if !matches {
-                reader.skip_value()?;
-                continue;
-            }
-            match reader.peek_token()? {
-                Token::Str(s) | Token::Bin(s) => {
-                    reader.next_token()?;
-                    push_lossy(s, out);
-                }
-                _ => self.write_json(&mut reader, out)?,
-            }
-            return Ok(Encoded::Message { truncated: false });
+        let mut reader = Reader::new(value);
+        match reader.peek_token()? {
+            Token::Str(s) | Token::Bin(s) => push_lossy(s, out),
+            _ => self.write_json(&mut reader, out)?,
         }
-        Ok(Encoded::MissingKey)
+        Ok(Encoded::Message { truncated: false })
     }
 
     /// Transcodes one msgpack object to compact JSON.
@@ -213,8 +227,8 @@ pub(crate) fn write_scalar(token: Token<'_>, out: &mut Vec<u8>) {
             }
             push_u64(n.unsigned_abs(), out)
         }
-        Token::F32(f) => push_float(f as f64, f.is_finite(), || f.to_string(), out),
-        Token::F64(f) => push_float(f, f.is_finite(), || f.to_string(), out),
+        Token::F32(f) => push_float(f as f64, f.is_finite(), |out| write!(out, "{f}"), out),
+        Token::F64(f) => push_float(f, f.is_finite(), |out| write!(out, "{f}"), out),
         Token::Str(s) => push_json_string(s, out),
         Token::Bin(b) => push_binary(b, out),
         Token::Ext(_, data) => push_base64_string(data, out),
@@ -224,7 +238,8 @@ pub(crate) fn write_scalar(token: Token<'_>, out: &mut Vec<u8>) {
     }
 }
 
-fn push_float(f: f64, finite: bool, text: impl FnOnce() -> String, out: &mut Vec<u8>) {
+/// `text` writes the shortest round-trip form straight into `out` (no String per value).
+fn push_float(f: f64, finite: bool, text: impl FnOnce(&mut Vec<u8>) -> std::io::Result<()>, out: &mut Vec<u8>) {
     if !finite {
         out.extend_from_slice(b"null");
     } else if f == f.trunc() && f.abs() < 1e15 {
@@ -235,7 +250,7 @@ fn push_float(f: f64, finite: bool, text: impl FnOnce() -> String, out: &mut Vec
         push_u64(f.abs() as u64, out);
         out.extend_from_slice(b".0");
     } else {
-        out.extend_from_slice(text().as_bytes());
+        let _ = text(out); // writing into a Vec cannot fail
     }
 }
 
@@ -372,8 +387,18 @@ mod tests {
 
     fn encode(body: &[u8], log_key: Option<&str>) -> (Encoded, String) {
         let mut out = Vec::new();
-        let format = MessageFormat { log_key: log_key.map(str::to_owned), truncation_marker: "[cut]".into() };
-        let r = Encoder::new().encode(body, &format, &mut out).unwrap();
+        let format = MessageFormat {
+            log_key: log_key.map(|k| {
+                if k.starts_with('$') {
+                    RecordPath::parse_accessor(k).unwrap()
+                } else {
+                    RecordPath::key(k)
+                }
+            }),
+            truncation_marker: "[cut]".into(),
+            ..Default::default()
+        };
+        let r = Encoder::new().encode(body, 0, &format, &mut out).unwrap();
         (r, String::from_utf8(out).unwrap())
     }
 
@@ -407,9 +432,45 @@ mod tests {
         assert_eq!(encode(&body, Some("n")).1, "5");
         assert_eq!(encode(&body, Some("m")).1, r#"{"a":1}"#);
         assert_eq!(encode(&body, Some("lo")).0, Encoded::MissingKey);
+        // nested paths, any value type
+        let nested = msgpack(&serde_json::json!({"k": {"a": {"b": [1, true]}, "s": "x"}, "log": 1}));
+        assert_eq!(encode(&nested, Some("$k['a']['b']")).1, "[1,true]");
+        assert_eq!(encode(&nested, Some("$k['s']")).1, "x");
+        assert_eq!(encode(&nested, Some("$k['nope']")).0, Encoded::MissingKey);
+        assert_eq!(encode(&nested, Some("log")).1, "1");
         let empty = msgpack(&serde_json::json!({"log": ""}));
         assert_eq!(encode(&empty, Some("log")).0, Encoded::Empty);
         assert_eq!(encode(&msgpack(&serde_json::json!({})), None).0, Encoded::Empty);
+    }
+
+    #[test]
+    fn missing_key_can_send_the_record() {
+        let body = msgpack(&serde_json::json!({"other": 1}));
+        let format = MessageFormat {
+            log_key: Some(RecordPath::key("log")),
+            missing_key: MissingKey::SendRecord,
+            ..Default::default()
+        };
+        let mut out = Vec::new();
+        assert_eq!(Encoder::new().encode(&body, 0, &format, &mut out), Ok(Encoded::Message { truncated: false }));
+        assert_eq!(out, br#"{"other":1}"#);
+    }
+
+    #[test]
+    fn metrics_records_become_emf_others_stay_json() {
+        let format = MessageFormat {
+            metrics: Some(MetricFormat { namespace: "ns".into(), dimensions: vec![vec!["host".into()]] }),
+            ..Default::default()
+        };
+        let mut out = Vec::new();
+        let cpu = msgpack(&serde_json::json!({"cpu_p": 1.5, "host": "h1"}));
+        Encoder::new().encode(&cpu, 1_700_000_000_000, &format, &mut out).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v["_aws"]["Timestamp"], 1_700_000_000_000i64);
+        assert_eq!(v["cpu_p"], 1.5);
+        out.clear();
+        Encoder::new().encode(&msgpack(&serde_json::json!({"log": "x"})), 0, &format, &mut out).unwrap();
+        assert_eq!(out, br#"{"log":"x"}"#);
     }
 
     #[test]
@@ -439,7 +500,7 @@ mod tests {
     #[test]
     fn damaged_body_leaves_output_untouched() {
         let mut out = b"keep".to_vec();
-        let r = Encoder::new().encode(&[0x82, 0xa1, b'a'], &MessageFormat::default(), &mut out);
+        let r = Encoder::new().encode(&[0x82, 0xa1, b'a'], 0, &MessageFormat::default(), &mut out);
         assert!(r.is_err());
         assert_eq!(out, b"keep");
     }

@@ -1,35 +1,77 @@
-//! Log group and stream names: validation of the configured ones, and the stream a chunk's
-//! tag maps to.
+//! Log group and stream names: validation of the configured ones, and the rule (fixed, tag
+//! prefix or template with a fallback) that names each record's group and stream.
 
-use std::borrow::Cow;
+use crate::template::{Template, Unresolved, Vars};
 
 /// CloudWatch's limit for group and stream names.
 pub const MAX_NAME_BYTES: usize = 512;
 
-/// Where a chunk's events go inside the log group.
+/// How the log group or the log stream of a record is named.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum StreamName {
-    /// `log_stream_name`: always this stream.
+pub enum NameRule {
+    /// Always this name (`log_group_name`, `log_stream_name`).
     Fixed(String),
-    /// `log_stream_prefix`: prefix + the chunk's tag.
-    Prefix(String),
+    /// Prefix + the chunk's tag (`log_stream_prefix`): `:` and `*`, which CloudWatch forbids,
+    /// become `.`.
+    TagPrefix(String),
+    /// Rendered per chunk or per record; `fallback` (never a template) when a variable cannot
+    /// be resolved.
+    Template { template: Template, fallback: Box<NameRule> },
 }
 
-impl StreamName {
-    /// The stream for a chunk with this tag: `:` and `*` (which CloudWatch forbids) become `.`,
-    /// and the name is cut to 512 bytes on a character boundary.
-    pub fn for_tag<'a>(&'a self, tag: &str) -> Cow<'a, str> {
+impl NameRule {
+    /// The name depends on each record (not only on the chunk's tag).
+    pub fn per_record(&self) -> bool {
+        matches!(self, NameRule::Template { template, .. } if template.uses_record())
+    }
+
+    pub fn uses_ecs(&self) -> bool {
+        matches!(self, NameRule::Template { template, .. } if template.uses_ecs())
+    }
+
+    /// A name that does not depend on records: the fixed name, or the fallback of a template.
+    pub fn static_name(&self, tag: &str) -> String {
+        let mut out = String::new();
         match self {
-            StreamName::Fixed(name) => Cow::Borrowed(name),
-            StreamName::Prefix(prefix) => {
-                let mut name = String::with_capacity(prefix.len() + tag.len());
-                name.push_str(prefix);
-                name.extend(tag.chars().map(|c| if c == ':' || c == '*' { '.' } else { c }));
-                cut_to(&mut name, MAX_NAME_BYTES);
-                Cow::Owned(name)
+            NameRule::Template { fallback, .. } => fallback.write_static(tag, &mut out),
+            other => other.write_static(tag, &mut out),
+        }
+        out
+    }
+
+    fn write_static(&self, tag: &str, out: &mut String) {
+        out.clear();
+        match self {
+            NameRule::Fixed(name) => out.push_str(name),
+            NameRule::TagPrefix(prefix) => {
+                out.push_str(prefix);
+                out.extend(tag.chars().map(|c| if c == ':' || c == '*' { '.' } else { c }));
+                cut_to(out, MAX_NAME_BYTES);
+            }
+            NameRule::Template { fallback, .. } => fallback.write_static(tag, out),
+        }
+    }
+
+    /// Writes the name for one record into `out`. `Err` says which variable was unresolved;
+    /// `out` then holds the fallback name.
+    pub fn write(&self, tag: &str, body: &[u8], vars: &Vars<'_>, out: &mut String) -> Result<(), Unresolved> {
+        match self {
+            NameRule::Template { template, fallback } => template.render(tag, body, vars, out).inspect_err(|_| {
+                fallback.write_static(tag, out);
+            }),
+            other => {
+                other.write_static(tag, out);
+                Ok(())
             }
         }
     }
+}
+
+/// Where a batch goes.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct StreamKey {
+    pub group: String,
+    pub stream: String,
 }
 
 fn cut_to(name: &mut String, max: usize) {
@@ -70,16 +112,34 @@ pub fn check_stream_name(name: &str) -> Result<(), &'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::template::NameKind;
 
     #[test]
     fn prefix_plus_tag_is_sanitised_and_bounded() {
-        let s = StreamName::Prefix("example-".into());
-        assert_eq!(s.for_tag("app.web"), "example-app.web");
-        assert_eq!(s.for_tag("a:b*c"), "example-a.b.c");
+        let s = NameRule::TagPrefix("example-".into());
+        assert_eq!(s.static_name("app.web"), "example-app.web");
+        assert_eq!(s.static_name("a:b*c"), "example-a.b.c");
         let long = "é".repeat(400);
-        let name = s.for_tag(&long);
+        let name = s.static_name(&long);
         assert!(name.len() <= 512 && name.len() >= 511);
-        assert_eq!(StreamName::Fixed("x".into()).for_tag("ignored"), "x");
+        assert_eq!(NameRule::Fixed("x".into()).static_name("ignored"), "x");
+    }
+
+    #[test]
+    fn templates_fall_back_when_a_variable_is_missing() {
+        let rule = NameRule::Template {
+            template: Template::parse("app-$(kubernetes['namespace_name'])", NameKind::Stream).unwrap(),
+            fallback: Box::new(NameRule::TagPrefix("p-".into())),
+        };
+        assert!(rule.per_record());
+        let vars = Vars { uuid: "u", ecs: None };
+        let body = rmp_serde::to_vec(&serde_json::json!({"kubernetes": {"namespace_name": "prod"}})).unwrap();
+        let mut out = String::new();
+        assert!(rule.write("t.x", &body, &vars, &mut out).is_ok());
+        assert_eq!(out, "app-prod");
+        let err = rule.write("t.x", &[0x80], &vars, &mut out).unwrap_err();
+        assert_eq!(out, "p-t.x");
+        assert!(err.variable.contains("namespace_name"));
     }
 
     #[test]

@@ -4,7 +4,21 @@
 use crate::batch::{batches, sort_events, LogEvent};
 use crate::chunk::{Chunk, Damage, Entry};
 use crate::message::{Encoded, Encoder, MessageFormat};
+use crate::naming::{NameRule, StreamKey};
+use crate::template::{Unresolved, Vars};
+use std::collections::HashMap;
 use std::ops::Range;
+
+/// How each record's log group and stream are named.
+#[derive(Debug, Clone, Copy)]
+pub struct Naming<'a> {
+    pub group: &'a NameRule,
+    pub stream: &'a NameRule,
+    pub vars: &'a Vars<'a>,
+}
+
+/// Distinct (variable, fallback name) pairs a plan keeps for the log line.
+const FALLBACK_EXAMPLES: usize = 8;
 
 /// Records that were not turned into events, by reason.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -32,8 +46,16 @@ pub struct Plan {
     pub arena: Vec<u8>,
     /// Sorted by timestamp (stable).
     pub events: Vec<LogEvent>,
-    /// Index ranges of `events`, one per PutLogEvents call.
+    /// Index ranges of `events`, one per PutLogEvents call; each holds one key.
     pub batches: Vec<Range<usize>>,
+    /// Where events go: `LogEvent::key` indexes this.
+    pub keys: Vec<StreamKey>,
+    /// Events named by a fallback because a template variable could not be resolved.
+    pub fallbacks: u64,
+    /// The first few distinct (variable, fallback name) pairs behind `fallbacks`.
+    pub fallback_examples: Vec<(String, String)>,
+    key_index: HashMap<String, u32>,
+    scratch: NameScratch,
     pub records: u64,
     pub group_markers: u64,
     pub truncated: u64,
@@ -48,6 +70,10 @@ impl Plan {
         self.arena.clear();
         self.events.clear();
         self.batches.clear();
+        self.keys.clear();
+        self.key_index.clear();
+        self.fallbacks = 0;
+        self.fallback_examples.clear();
         self.records = 0;
         self.group_markers = 0;
         self.truncated = 0;
@@ -55,9 +81,19 @@ impl Plan {
         self.damage = None;
     }
 
-    /// Fills the plan from one flush buffer.
-    pub fn build(&mut self, chunk: &[u8], format: &MessageFormat, encoder: &mut Encoder) {
+    /// Fills the plan from one flush buffer with this tag.
+    pub fn build(
+        &mut self,
+        chunk: &[u8],
+        tag: &str,
+        naming: Naming<'_>,
+        format: &MessageFormat,
+        encoder: &mut Encoder,
+    ) {
         self.clear();
+        let per_record = naming.group.per_record() || naming.stream.per_record();
+        // names that depend on the tag only are rendered once per chunk
+        let chunk_fallback = if per_record { None } else { self.key_for(tag, &[0x80], naming).err() };
         for entry in Chunk::new(chunk) {
             let record = match entry {
                 Ok(Entry::Record(record)) => record,
@@ -77,13 +113,27 @@ impl Plan {
             };
             self.records += 1;
             let start = self.arena.len();
-            match encoder.encode(record.body, format, &mut self.arena) {
+            let timestamp = record.time.millis();
+            match encoder.encode(record.body, timestamp, format, &mut self.arena) {
                 Ok(Encoded::Message { truncated }) => {
                     self.truncated += truncated as u64;
+                    let key = if per_record {
+                        match self.key_for(tag, record.body, naming) {
+                            Ok(key) => key,
+                            Err((key, unresolved)) => {
+                                self.fallbacks += 1;
+                                self.note_fallback(unresolved, key);
+                                key
+                            }
+                        }
+                    } else {
+                        0
+                    };
                     self.events.push(LogEvent {
-                        timestamp: record.time.millis(),
+                        timestamp,
                         start: start as u32,
                         len: (self.arena.len() - start) as u32,
+                        key,
                     });
                 }
                 Ok(Encoded::Empty) => self.dropped.empty += 1,
@@ -91,16 +141,104 @@ impl Plan {
                 Err(_) => self.dropped.bad_body += 1,
             }
         }
+        if let Some((key, unresolved)) = chunk_fallback {
+            if !self.events.is_empty() {
+                self.fallbacks += self.events.len() as u64;
+                self.note_fallback(unresolved, key);
+            }
+        }
         sort_events(&mut self.events);
         self.batches.extend(batches(&self.events));
     }
+
+    /// The key of this record's (group, stream), added on first sight. `Err` carries the key
+    /// too: a fallback name was used.
+    fn key_for(&mut self, tag: &str, body: &[u8], naming: Naming<'_>) -> Result<u32, (u32, Unresolved)> {
+        let s = &mut self.scratch;
+        let group = naming.group.write(tag, body, naming.vars, &mut s.group);
+        let stream = naming.stream.write(tag, body, naming.vars, &mut s.stream);
+        s.joined.clear();
+        s.joined.push_str(&s.group);
+        s.joined.push('\0');
+        s.joined.push_str(&s.stream);
+        let key = match self.key_index.get(s.joined.as_str()) {
+            Some(&key) => key,
+            None => {
+                let key = self.keys.len() as u32;
+                self.keys.push(StreamKey { group: s.group.clone(), stream: s.stream.clone() });
+                self.key_index.insert(s.joined.clone(), key);
+                key
+            }
+        };
+        match group.and(stream) {
+            Ok(()) => Ok(key),
+            Err(unresolved) => Err((key, unresolved)),
+        }
+    }
+
+    fn note_fallback(&mut self, unresolved: Unresolved, key: u32) {
+        if self.fallback_examples.len() >= FALLBACK_EXAMPLES {
+            return;
+        }
+        let k = &self.keys[key as usize];
+        let name = format!("{}/{}", k.group, k.stream);
+        if !self.fallback_examples.iter().any(|(v, n)| *v == unresolved.variable && *n == name) {
+            self.fallback_examples.push((unresolved.variable, name));
+        }
+    }
+}
+
+/// Reused name buffers, so naming allocates only for a (group, stream) not seen in the chunk.
+#[derive(Debug, Default)]
+struct NameScratch {
+    group: String,
+    stream: String,
+    joined: String,
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::message::MAX_MESSAGE_BYTES;
+    use crate::record_path::RecordPath;
+    use crate::template::{NameKind, Template};
     use proptest::prelude::*;
+
+    static GROUP: NameRule = NameRule::Fixed(String::new());
+    static STREAM: NameRule = NameRule::TagPrefix(String::new());
+    static VARS: Vars<'static> = Vars { uuid: "u", ecs: None };
+
+    fn fixed() -> Naming<'static> {
+        Naming { group: &GROUP, stream: &STREAM, vars: &VARS }
+    }
+
+    #[test]
+    fn names_from_records_split_batches_and_count_fallbacks() {
+        let group = NameRule::Fixed("g".into());
+        let stream = NameRule::Template {
+            template: Template::parse("$app-$TAG[1]", NameKind::Stream).unwrap(),
+            fallback: Box::new(NameRule::Fixed("fallback".into())),
+        };
+        let naming = Naming { group: &group, stream: &stream, vars: &VARS };
+        let mut chunk = Vec::new();
+        for (i, app) in ["web", "db", "web", "", "web"].iter().enumerate() {
+            let body =
+                if app.is_empty() { serde_json::json!({"n": i}) } else { serde_json::json!({"app": app, "n": i}) };
+            chunk.extend(record(100 - i as u32, &body, true));
+        }
+        let mut plan = Plan::default();
+        plan.build(&chunk, "k8s.prod", naming, &MessageFormat::default(), &mut Encoder::new());
+        let names: Vec<&str> = plan.keys.iter().map(|k| k.stream.as_str()).collect();
+        assert_eq!(names, ["web-prod", "db-prod", "fallback"]);
+        assert_eq!(plan.batches.len(), 3);
+        for r in &plan.batches {
+            let key = plan.events[r.start].key;
+            assert!(plan.events[r.clone()].iter().all(|e| e.key == key));
+            assert!(plan.events[r.clone()].windows(2).all(|w| w[0].timestamp <= w[1].timestamp));
+        }
+        assert_eq!(plan.fallbacks, 1);
+        assert_eq!(plan.fallback_examples, vec![("$app".to_string(), "g/fallback".to_string())]);
+    }
 
     fn record(secs: u32, body: &serde_json::Value, v2: bool) -> Vec<u8> {
         let mut out = vec![0x92];
@@ -126,7 +264,8 @@ mod tests {
         chunk.extend(record(100, &serde_json::json!({}), false));
         chunk.extend(record(100, &serde_json::json!({"other": 1}), true));
         let mut plan = Plan::default();
-        plan.build(&chunk, &MessageFormat { log_key: Some("log".into()), ..Default::default() }, &mut Encoder::new());
+        let format = MessageFormat { log_key: Some(RecordPath::key("log")), ..Default::default() };
+        plan.build(&chunk, "t", fixed(), &format, &mut Encoder::new());
         assert_eq!(plan.records, 4);
         assert_eq!(plan.group_markers, 1);
         assert_eq!(plan.dropped, Dropped { empty: 0, missing_key: 2, ..Default::default() });
@@ -141,7 +280,7 @@ mod tests {
         let second = record(2, &serde_json::json!({"a": 2}), true);
         chunk.extend(&second[..second.len() - 1]);
         let mut plan = Plan::default();
-        plan.build(&chunk, &MessageFormat::default(), &mut Encoder::new());
+        plan.build(&chunk, "t", fixed(), &MessageFormat::default(), &mut Encoder::new());
         assert_eq!(plan.events.len(), 1);
         assert_eq!(plan.damage.map(|d| d.offset), Some(second.len()));
     }
@@ -166,7 +305,7 @@ mod tests {
                 chunk.truncate(cut.index(chunk.len()));
             }
             let mut plan = Plan::default();
-            plan.build(&chunk, &MessageFormat::default(), &mut Encoder::new());
+            plan.build(&chunk, "t", fixed(), &MessageFormat::default(), &mut Encoder::new());
             prop_assert_eq!(plan.records, plan.events.len() as u64 + plan.dropped.total());
             prop_assert!(plan.records <= bodies.len() as u64);
             if !damage {

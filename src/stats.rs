@@ -1,4 +1,4 @@
-//! Per-instance counters, summed over the instance's life and logged at exit.
+//! Per-instance counters, summed over the instance's life, logged every `stats_interval` and at exit.
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -34,6 +34,8 @@ counters! {
     throttled: "calls answered with throttling",
     groups_created: "log groups created",
     streams_created: "log streams created",
+    retention_failures: "groups created whose retention policy could not be set",
+    name_fallbacks: "events sent to a fallback name: a template variable could not be resolved",
     dropped_bad_record: "records skipped: not a [time, body] record",
     dropped_bad_body: "records skipped: body could not be decoded",
     dropped_damaged_chunk: "chunks whose tail was not msgpack (its records are lost)",

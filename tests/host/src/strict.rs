@@ -108,8 +108,19 @@ pub struct Counters {
     pub streams_created: AtomicU64,
 }
 
+/// A request other than PutLogEvents (CreateLogGroup, PutRetentionPolicy…), as received.
+#[derive(Debug, Clone)]
+pub struct Call {
+    pub op: String,
+    pub body: serde_json::Value,
+    pub user_agent: String,
+}
+
 #[derive(Default)]
 struct State {
+    calls: Mutex<Vec<Call>>,
+    /// `x-amzn-logs-format` and `user-agent` of the last accepted PutLogEvents.
+    last_put_headers: Mutex<(Option<String>, String)>,
     /// group → its streams
     groups: Mutex<HashMap<String, std::collections::HashSet<String>>>,
     accepted: Mutex<Vec<Accepted>>,
@@ -177,6 +188,16 @@ impl StrictEndpoint {
 
     pub fn accepted(&self) -> Vec<Accepted> {
         self.state.accepted.lock().unwrap().clone()
+    }
+
+    /// Every call other than PutLogEvents, in arrival order.
+    pub fn calls(&self) -> Vec<Call> {
+        self.state.calls.lock().unwrap().clone()
+    }
+
+    /// `(x-amzn-logs-format, user-agent)` of the last PutLogEvents that got through.
+    pub fn last_put_headers(&self) -> (Option<String>, String) {
+        self.state.last_put_headers.lock().unwrap().clone()
     }
 
     /// What each rule violation was (empty for a correct client).
@@ -311,7 +332,18 @@ fn serve(tcp: TcpStream, tls: Option<Arc<rustls::ServerConfig>>, st: &State) {
         } else {
             match crate::strict_sts::check_signature(&st.sts, &headers) {
                 Some(refusal) => refusal,
-                None => handle(st, &target, &body, fault),
+                None => {
+                    let answer = handle(st, &target, &body, fault);
+                    let user_agent = headers.get("user-agent").cloned().unwrap_or_default();
+                    if is_put && answer.0 == 200 {
+                        *st.last_put_headers.lock().unwrap() = (headers.get("x-amzn-logs-format").cloned(), user_agent);
+                    } else if !is_put {
+                        let op = target.rsplit('.').next().unwrap_or("").to_string();
+                        let body = serde_json::from_slice(&body).unwrap_or_default();
+                        st.calls.lock().unwrap().push(Call { op, body, user_agent });
+                    }
+                    answer
+                }
             }
         };
         let request_id = format!("{:016x}-strict", next_rand(st));
@@ -490,6 +522,9 @@ fn handle(st: &State, target: &str, body: &[u8], fault: Option<Fault>) -> (u16, 
     let stream = req["logStreamName"].as_str().unwrap_or("").to_string();
     match op {
         "CreateLogGroup" => {
+            if let Some(refusal) = check_create_group(st, &req) {
+                return refusal;
+            }
             let mut groups = st.groups.lock().unwrap();
             if groups.contains_key(&group) {
                 return error(400, "ResourceAlreadyExistsException", "The specified log group already exists");
@@ -511,8 +546,46 @@ fn handle(st: &State, target: &str, body: &[u8], fault: Option<Fault>) -> (u16, 
             (200, None, String::new())
         }
         "PutLogEvents" => put(st, &group, &stream, &req, fault),
+        "PutRetentionPolicy" => {
+            let days = req["retentionInDays"].as_i64().unwrap_or(0);
+            if !RETENTION_DAYS.contains(&days) {
+                return violation(st, "InvalidParameterException", format!("retentionInDays {days}"));
+            }
+            if !st.groups.lock().unwrap().contains_key(&group) {
+                return error(400, "ResourceNotFoundException", "The specified log group does not exist.");
+            }
+            (200, None, String::new())
+        }
         _ => error(400, "UnknownOperationException", &format!("{op} is not served here")),
     }
+}
+
+/// What CloudWatch accepts for `retentionInDays`.
+pub const RETENTION_DAYS: &[i64] =
+    &[1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653];
+
+/// CreateLogGroup's optional fields, checked as CloudWatch does.
+fn check_create_group(st: &State, req: &serde_json::Value) -> Option<(u16, Option<&'static str>, String)> {
+    if let Some(class) = req.get("logGroupClass") {
+        if !matches!(class.as_str(), Some("STANDARD" | "INFREQUENT_ACCESS" | "DELIVERY")) {
+            return Some(violation(st, "InvalidParameterException", format!("logGroupClass {class}")));
+        }
+    }
+    if let Some(key) = req.get("kmsKeyId") {
+        if !key.as_str().is_some_and(|k| k.starts_with("arn:") && k.contains(":kms:")) {
+            return Some(violation(st, "InvalidParameterException", format!("kmsKeyId {key}")));
+        }
+    }
+    if let Some(tags) = req.get("tags") {
+        let ok = tags.as_object().is_some_and(|m| {
+            m.len() <= 50
+                && m.iter().all(|(k, v)| (1..=128).contains(&k.len()) && v.as_str().is_some_and(|v| v.len() <= 256))
+        });
+        if !ok {
+            return Some(violation(st, "InvalidParameterException", format!("tags {tags}")));
+        }
+    }
+    None
 }
 
 fn violation(st: &State, kind: &'static str, message: String) -> (u16, Option<&'static str>, String) {

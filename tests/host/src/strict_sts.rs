@@ -1,7 +1,8 @@
 //! The credential side of the strict endpoint, on the same port: STS (`AssumeRole`,
 //! `AssumeRoleWithWebIdentity`, `GetCallerIdentity`, awsQuery/XML), ECS/EKS container
 //! credentials (`GET /container-credentials`, optionally requiring an Authorization token) and
-//! EC2 IMDSv2 (`PUT /latest/api/token`, `GET /latest/meta-data/iam/security-credentials/…`).
+//! EC2 IMDSv2 (`PUT /latest/api/token`, `GET /latest/meta-data/iam/security-credentials/…`) and
+//! the ECS task metadata endpoint v4 (`GET /v4/<id>/task`).
 //!
 //! Every credential it issues lives `lifetime` and can be revoked early; CloudWatch calls signed
 //! with an issued key that has expired or was revoked get `ExpiredTokenException`. STS can be
@@ -15,6 +16,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 /// The static keys of the "task account" principal the tests give the plugin.
 pub const TASK_ACCESS_KEY: &str = "AKIDTASKSTRICT";
 pub const TASK_PRINCIPAL: &str = "arn:aws:iam::111111111111:user/task";
+/// What the ECS task metadata stand-in (`/v4/<id>/task`) answers.
+pub const ECS_CLUSTER_ARN: &str = "arn:aws:ecs:us-east-1:111111111111:cluster/prod-cluster";
+pub const ECS_TASK_ARN: &str = "arn:aws:ecs:us-east-1:111111111111:task/prod-cluster/0123456789abcdef0123456789abcdef";
 
 struct Issued {
     secret: String,
@@ -233,6 +237,15 @@ pub fn handle(sts: &Sts, headers: &HashMap<String, String>, body: &[u8]) -> Answ
         }
         let (key, secret, token, expiry) = sts.issue();
         return (200, None, serde_json::json!({"AccessKeyId": key, "SecretAccessKey": secret, "Token": token, "Expiration": iso8601(expiry)}).to_string());
+    }
+    if path.starts_with("/v4/") && path.ends_with("/task") {
+        // ECS task metadata endpoint v4 (`${ECS_CONTAINER_METADATA_URI_V4}/task`), the fields a name template reads
+        return (
+            200,
+            None,
+            serde_json::json!({"Cluster": ECS_CLUSTER_ARN, "TaskARN": ECS_TASK_ARN, "Family": "app", "Revision": "3"})
+                .to_string(),
+        );
     }
     if path == "/latest/api/token" && method == "PUT" {
         return (200, None, "imds-session-token".into());
