@@ -61,7 +61,7 @@ pub const KEYS: &[Key] = &[
     key("truncation_marker", "`[Truncated...]`", "-", "Appended to a message cut to the maximum event size (1,048,550 bytes, marker included); `off` for none."),
     key("ca_bundle", "`AWS_CA_BUNDLE`", "-", "PEM file of extra CA certificates to trust (private endpoints), on top of the system's."),
     key("flush_timeout", "`30s`", "-", "Deadline for one flush, retries included (`1s`-`600s`; `ms`, `s`, `m` suffixes); after it the flush answers RETRY."),
-    key("log_level", "`FLB_LOG_LEVEL`, else `info`", "Go (env)", "This instance's log level: `error`, `warn`, `info`, `debug` or `trace`."),
+    key("plugin_log_level", "`FLB_LOG_LEVEL`, else `info`", "Go (`FLB_LOG_LEVEL`)", "This instance's log level: `error`, `warn`, `info`, `debug` or `trace`. (`Log_Level` itself is taken by Fluent Bit's core and never reaches a proxy plugin.)"),
     key("stats_interval", "`60s`", "-", "How often the instance logs one line of its counters (also logged at exit); `off` for exit only."),
     key("add_entity", "`off`", "C", "Accepted, not supported: events are sent without the Application Signals entity; Init logs a warning when it is on."),
 ];
@@ -260,8 +260,10 @@ impl Config {
                     .ok_or_else(|| bad("flush_timeout", &v, "a duration from 1s to 600s, e.g. 30s, 1500ms, 2m"))?,
                 None => Duration::from_secs(30),
             },
-            log_level: get("log_level")
-                .map(|v| Level::parse(&v).ok_or_else(|| bad("log_level", &v, "error, warn, info, debug or trace")))
+            log_level: get("plugin_log_level")
+                .map(|v| {
+                    Level::parse(&v).ok_or_else(|| bad("plugin_log_level", &v, "error, warn, info, debug or trace"))
+                })
                 .transpose()?,
             stats_interval: match get("stats_interval") {
                 Some(v) if v.eq_ignore_ascii_case("off") => None,
@@ -623,7 +625,7 @@ mod tests {
             (&[("extra_user_agent", "a b")], "extra_user_agent"),
             (&[("auto_retry_requests", "sometimes")], "auto_retry_requests"),
             (&[("credentials_endpoint", "ftp://x")], "credentials_endpoint"),
-            (&[("log_level", "loud")], "log_level"),
+            (&[("plugin_log_level", "loud")], "plugin_log_level"),
             (&[("stats_interval", "0s")], "stats_interval"),
             (&[("add_entity", "perhaps")], "add_entity"),
         ];
@@ -662,7 +664,7 @@ mod tests {
             ("extra_user_agent", "firelens"),
             ("auto_retry_requests", "false"),
             ("credentials_endpoint", "http://127.0.0.1:51679/creds"),
-            ("log_level", "debug"),
+            ("plugin_log_level", "debug"),
             ("stats_interval", "5m"),
             ("add_entity", "true"),
         ])

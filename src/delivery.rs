@@ -261,9 +261,16 @@ impl Delivery {
                     }
                     Err(e) => classify(&e),
                 };
-                if !matches!(failure, Failure::Transient { .. } | Failure::Credentials(_) | Failure::NoCredentials(_)) {
+                let why = match failure {
+                    Failure::Transient { .. } | Failure::Credentials(_) | Failure::NoCredentials(_) => None,
+                    Failure::Denied(detail) => {
+                        Some(format!("access denied (the principal needs logs:PutRetentionPolicy): {detail}"))
+                    }
+                    other => Some(format!("{other:?}")),
+                };
+                if let Some(why) = why {
                     Stats::add(&stats.retention_failures, 1);
-                    log_error!(&label, "PutRetentionPolicy ({} days) on log group '{}' failed: {:?}; the group keeps its logs forever until retention is set", days, group, failure);
+                    log_error!(&label, "PutRetentionPolicy ({} days) on log group '{}' failed: {}; the group keeps its events until retention is set", days, group, why);
                     return;
                 }
                 sleep(jittered_backoff(attempt + 3)).await;

@@ -206,11 +206,25 @@ fn a_bad_key_stops_startup_with_one_line_naming_it() {
         (&[("role_arn", "arn:aws:iam::12:role/x")], "role_arn", "arn:aws:iam::12:role/x"),
         (&[("endpoint", "localhost:4566")], "endpoint", "localhost:4566"),
         (&[("region", "US-EAST")], "region", "US-EAST"),
+        (&[("log_retention_days", "2")], "log_retention_days", "2"),
+        (&[("log_group_class", "BOGUS")], "log_group_class", "BOGUS"),
+        (&[("kms_key_id", "arn:aws:kms:us-east-1:2222:key/x")], "kms_key_id", "arn:aws:kms:us-east-1:2222:key/x"),
+        (&[("auto_create_stream", "yep")], "auto_create_stream", "yep"),
+        (&[("auto_retry_requests", "2")], "auto_retry_requests", "2"),
+        (&[("sts_endpoint", "https://sts host")], "sts_endpoint", "https://sts host"),
+        (&[("credentials_endpoint", "169.254.170.2/creds")], "credentials_endpoint", "169.254.170.2/creds"),
+        (&[("new_log_group_tags", "team:logs")], "new_log_group_tags", "team:logs"),
+        (&[("log_group_template", "$(upper(tag))")], "log_group_template", "$(upper(tag))"),
+        (&[("log_stream_name", "app-$(ecs_nope)"), ("log_stream_prefix", "")], "log_stream_name", "app-$(ecs_nope)"),
+        (&[("metric_dimensions", "a;;b"), ("metric_namespace", "ns")], "metric_dimensions", "a;;b"),
+        (&[("extra_user_agent", "a b")], "extra_user_agent", "a b"),
+        (&[("plugin_log_level", "loud")], "plugin_log_level", "loud"),
+        (&[("log_key_missing", "keep")], "log_key_missing", "keep"),
     ];
     for (overrides, key, value) in cases {
         let mut pairs: Vec<(&str, &str)> =
             base.iter().filter(|(k, _)| !overrides.iter().any(|(o, _)| o == k)).copied().collect();
-        pairs.extend(overrides.iter().copied());
+        pairs.extend(overrides.iter().filter(|(_, v)| !v.is_empty()).copied());
         let body: String = pairs.iter().map(|(k, v)| format!("    {k} {v}\n")).collect();
         let conf = dir.join(format!("{key}.conf"));
         std::fs::write(&conf, format!("[OUTPUT]\n    Name cloudwatch_rs\n    Match *\n{body}")).unwrap();
@@ -273,4 +287,64 @@ fn damaged_chunk_odd_and_oversized_records() {
     // the 1970 event is rejected by CloudWatch (too old) and counted, not sent twice
     assert!(!events.iter().any(|e| e.message.contains("\"b\"")));
     assert_eq!(events.len(), 7);
+}
+
+/// Names from records (both template syntaxes) and the new-group settings against moto, with
+/// the FireLens kit's role policy: the groups are created with their tags, the events land in
+/// the streams their records name, and PutRetentionPolicy, which the kit's policy does not
+/// grant, is refused without holding up delivery and is logged naming the permission.
+#[test]
+fn templated_names_and_new_group_settings_against_moto() {
+    let _s = serial();
+    let moto = Moto::start();
+    moto.export_task_env();
+    let capture = cwrs_test_host::StderrCapture::start();
+    let host = Host::load(&support::plugin(), FB_5_1_1).unwrap();
+    let reg = host.register().unwrap();
+    let mut props = output_block(&moto, "tmpl-static");
+    props.retain(|(k, _)| *k != "Log_Stream_Prefix");
+    props.extend([
+        ("log_group_template", "tmpl-$kubernetes['namespace_name']"),
+        ("log_stream_name", "$(tag[1])/$(kubernetes['pod_name'])"),
+        ("new_log_group_tags", "team=logs,env=test"),
+        ("log_retention_days", "7"),
+        ("log_group_class", "STANDARD"),
+        ("stats_interval", "off"),
+    ]);
+    let out = host.new_output(reg, &props);
+    assert_eq!(host.init(&out), 1);
+    let t = now_secs() as u32;
+    let mut chunk = Vec::new();
+    for (i, (ns, pod)) in [("prod", "web-1"), ("prod", "web-2"), ("dev", "web-1"), ("prod", "web-1")].iter().enumerate()
+    {
+        chunk.extend(record(
+            true,
+            t,
+            i as u32,
+            &json!({"seq": i, "kubernetes": {"namespace_name": ns, "pod_name": pod}}),
+        ));
+    }
+    assert_eq!(host.flush(&out, &chunk, "kube.app"), 1);
+    std::thread::sleep(Duration::from_millis(500));
+    host.exit(&out);
+    host.unregister(reg);
+    let log = capture.finish();
+
+    let streams = |group: &str| {
+        let mut v: Vec<(String, u64)> = moto
+            .read(group)
+            .into_iter()
+            .map(|e| {
+                (e.stream, serde_json::from_str::<serde_json::Value>(&e.message).unwrap()["seq"].as_u64().unwrap())
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(streams("tmpl-prod"), vec![("app/web-1".into(), 0), ("app/web-1".into(), 3), ("app/web-2".into(), 1)]);
+    assert_eq!(streams("tmpl-dev"), vec![("app/web-1".into(), 2)]);
+    let tags = moto.describe_group("tmpl-prod");
+    assert_eq!(tags["tags"], json!({"team": "logs", "env": "test"}), "{tags}");
+    assert!(tags["retentionInDays"].is_null(), "the kit's policy does not allow PutRetentionPolicy: {tags}");
+    assert!(log.contains("logs:PutRetentionPolicy"), "{log}");
 }

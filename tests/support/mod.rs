@@ -87,6 +87,18 @@ impl Moto {
     }
 
     /// Every event of `group`, read back as the log account's reader.
+    /// DescribeLogGroups (retention, KMS key) and the group's tags, as the log account's admin.
+    pub fn describe_group(&self, group: &str) -> serde_json::Value {
+        let out = Command::new(python())
+            .arg(root().join("tests/support/moto_fixture.py"))
+            .args(["describe", "--group", group, "--state"])
+            .arg(&self.state)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "describe failed: {}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
     pub fn read(&self, group: &str) -> Vec<Event> {
         let out = Command::new(python())
             .arg(root().join("tests/support/moto_fixture.py"))

@@ -35,7 +35,8 @@ READ_POLICY = {
     "Version": "2012-10-17",
     "Statement": [{
         "Effect": "Allow",
-        "Action": ["logs:GetLogEvents", "logs:FilterLogEvents", "logs:DescribeLogStreams", "logs:DescribeLogGroups"],
+        "Action": ["logs:GetLogEvents", "logs:FilterLogEvents", "logs:DescribeLogStreams", "logs:DescribeLogGroups",
+                   "logs:ListTagsLogGroup", "logs:ListTagsForResource"],
         "Resource": "*",
     }],
 }
@@ -165,14 +166,26 @@ def read(args):
             token = page.get("nextForwardToken")
 
 
+def describe(args):
+    with open(args.state) as f:
+        state = json.load(f)
+    logs = client("logs", state["endpoint"], key=state["reader"])
+    found = [g for g in logs.describe_log_groups(logGroupNamePrefix=args.group)["logGroups"]
+             if g["logGroupName"] == args.group]
+    group = found[0] if found else {}
+    tags = logs.list_tags_log_group(logGroupName=args.group)["tags"] if found else None
+    print(json.dumps({"retentionInDays": group.get("retentionInDays"), "kmsKeyId": group.get("kmsKeyId"),
+                      "tags": tags, "exists": bool(found)}))
+
+
 def main():
     p = argparse.ArgumentParser()
-    p.add_argument("command", choices=["start", "stop", "read"])
+    p.add_argument("command", choices=["start", "stop", "read", "describe"])
     p.add_argument("--state", required=True)
     p.add_argument("--port", type=int, default=0)
     p.add_argument("--group")
     args = p.parse_args()
-    {"start": start, "stop": stop, "read": read}[args.command](args)
+    {"start": start, "stop": stop, "read": read, "describe": describe}[args.command](args)
 
 
 if __name__ == "__main__":

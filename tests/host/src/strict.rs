@@ -78,7 +78,7 @@ pub struct Accepted {
     pub len: usize,
     /// `"seq":N` when the message starts `{"seq":N` (the test corpora do)
     pub seq: Option<u64>,
-    /// the first 200 bytes
+    /// the first 400 characters
     pub head: String,
     /// when the endpoint accepted it
     pub at: SystemTime,
@@ -702,7 +702,7 @@ fn put(
                 timestamp: *ts,
                 len: msg.len(),
                 seq: seq_of(msg),
-                head: msg.chars().take(200).collect(),
+                head: msg.chars().take(400).collect(),
                 at: SystemTime::now(),
             });
         }
