@@ -117,17 +117,6 @@ fn main() {
                 request_body("group", "stream", &plan.arena, &plan.events[r.clone()], &mut body);
             }
         });
-        // what the first version did after the plan: one String per event for the SDK's builder
-        // (the SDK's own JSON serialisation of them came on top, not measured here)
-        let t_strings = time(runs, || {
-            plan.build(&chunk, "tag", fixed, &format, &mut encoder);
-            let strings: Vec<(i64, String)> = plan
-                .events
-                .iter()
-                .map(|e| (e.timestamp, String::from_utf8_lossy(e.message(&plan.arena)).into_owned()))
-                .collect();
-            std::hint::black_box(strings);
-        });
         let mb = chunk.len() as f64 / 1e6;
         println!(
             "  ~{size:>4} B records: {records:>6} records, {mb:.2} MB msgpack -> {:.2} MB messages in {} batches",
@@ -153,11 +142,6 @@ fn main() {
             "      ... + request bodies (now):      {:>9.0} records/s {:>6.0} MB/s per core",
             records as f64 / t_body,
             mb / t_body
-        );
-        println!(
-            "      ... + a String per event (before): {:>7.0} records/s {:>6.0} MB/s per core",
-            records as f64 / t_strings,
-            mb / t_strings
         );
     }
 }

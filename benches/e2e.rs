@@ -2,7 +2,10 @@
 //! (`Workers 2`), shipping ~2 MB chunks of ~1 KB and of ~100 B records over TLS into the strict
 //! endpoint, which runs as its own process on 127.0.0.1 so that this process's CPU is the
 //! plugin's (plus the host's chunk copies). Reports the median of 3 runs: records/s, MB/s,
-//! CPU-seconds per GB of chunk, and the peak memory added during the run.
+//! CPU-seconds per GB of chunk, and the peak memory added during the run. The same runs
+//! through a null plugin (`tests/null-plugin`, which answers every flush OK at once) give the
+//! host's own cost, subtracted from the plugin's CPU. Last, memory while the endpoint stalls
+//! for a minute and then refuses for a minute, under steady traffic.
 
 use cwrs_test_host::{chunk, record, Host, FB_5_1_1};
 use std::io::{BufRead, BufReader};
@@ -91,8 +94,25 @@ fn main() {
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
     let host = Arc::new(Host::load(&so, FB_5_1_1).unwrap());
+    let null = Arc::new(Host::load(&root().join("target/release/libcwrs_null_plugin.so"), FB_5_1_1).unwrap());
     for (size, total) in [(1024usize, 256 << 20), (100, 96 << 20)] {
         let (chunks, records, bytes) = corpus(size, total);
+        let baseline = median(
+            (0..3)
+                .map(|_| {
+                    let reg = null.register().unwrap();
+                    let out = Arc::new(null.new_output(reg, &[("Name", "null_rs"), ("Workers", "2")]));
+                    assert_eq!(null.init(&out), 1);
+                    let input = chunks.clone();
+                    let cpu0 = cpu_seconds();
+                    null.run(&out, input, Duration::from_millis(100));
+                    let used = cpu_seconds() - cpu0;
+                    null.exit(&out);
+                    null.unregister(reg);
+                    used / (bytes as f64 / 1e9)
+                })
+                .collect(),
+        );
         let (mut rates, mut cpus, mut peaks) = (Vec::new(), Vec::new(), Vec::new());
         for run in 0..3 {
             let reg = host.register().unwrap();
@@ -126,15 +146,107 @@ fn main() {
             peaks.push(peak as f64 / 1024.0);
         }
         let rate = median(rates);
+        let cpu = median(cpus);
         println!(
-            "  ~{size:>4} B records: {records} records, {:.0} MB per run: {:.0} records/s, {:.0} MB/s, {:.2} CPU-s per GB, peak +{:.1} MiB",
+            "  ~{size:>4} B records: {records} records, {:.0} MB per run: {:.0} records/s, {:.0} MB/s, {:.2} CPU-s per GB ({:.2} minus the host's {:.2} with the null plugin), peak +{:.1} MiB",
             bytes as f64 / 1e6,
             rate,
             rate * (bytes as f64 / records as f64) / 1e6,
-            median(cpus),
+            cpu - baseline,
+            cpu,
+            baseline,
             median(peaks)
         );
     }
+    if std::env::var_os("CWRS_BENCH_SKIP_STALL").is_none() {
+        stalled_endpoint(&host, &url, &ca, server.stdin.as_mut().unwrap());
+    }
     drop(server.stdin.take());
     let _ = server.wait();
+}
+
+/// Steady traffic (two workers flushing 2 MB chunks back to back, as Fluent Bit drains a
+/// backlog) while the endpoint is normal for 20 s, stalled for 60 s, refusing for 60 s, and
+/// normal again for 20 s. RSS is sampled every 250 ms; what Fluent Bit would keep (the chunks
+/// answered RETRY) is not held by this process, so the figures are the plugin's.
+fn stalled_endpoint(host: &Arc<Host>, url: &str, ca: &str, control: &mut std::process::ChildStdin) {
+    use std::io::Write;
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+    let (chunks, _, _) = corpus(1024, 8 << 20);
+    let reg = host.register().unwrap();
+    let props = [
+        ("Name", "cloudwatch_rs"),
+        ("Workers", "2"),
+        ("region", "us-east-1"),
+        ("log_group_name", "bench-stall"),
+        ("log_stream_prefix", "s-"),
+        ("auto_create_group", "on"),
+        ("endpoint", url),
+        ("sts_endpoint", url),
+        ("ca_bundle", ca),
+        ("startup_check", "off"),
+        ("stats_interval", "off"),
+    ];
+    let out = Arc::new(host.new_output(reg, &props));
+    assert_eq!(host.init(&out), 1);
+    let stop = Arc::new(AtomicBool::new(false));
+    let (ok, retry) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let workers: Vec<_> = (0..2)
+        .map(|w| {
+            let (host, out, stop, chunks) = (host.clone(), out.clone(), stop.clone(), chunks.clone());
+            let (ok, retry) = (ok.clone(), retry.clone());
+            std::thread::Builder::new()
+                .stack_size(host.profile.coro_stack)
+                .spawn(move || {
+                    let mut i = w;
+                    while !stop.load(Relaxed) {
+                        let (data, tag) = &chunks[i % chunks.len()];
+                        match host.flush(&out, data, tag) {
+                            1 => ok.fetch_add(1, Relaxed),
+                            _ => retry.fetch_add(1, Relaxed),
+                        };
+                        i += 2;
+                    }
+                })
+                .unwrap()
+        })
+        .collect();
+    let phases = [
+        ("normal", "normal", 20u64),
+        ("stalled", "stall", 60),
+        ("refusing", "refuse", 60),
+        ("normal again", "normal", 20),
+    ];
+    let start_rss = status_kib("VmRSS:");
+    println!(
+        "  memory under steady traffic while the endpoint misbehaves (RSS above {:.1} MiB at the start):",
+        start_rss as f64 / 1024.0
+    );
+    for (name, command, secs) in phases {
+        writeln!(control, "{command}").unwrap();
+        control.flush().unwrap();
+        let (ok0, retry0) = (ok.load(Relaxed), retry.load(Relaxed));
+        let mut samples = Vec::new();
+        let until = Instant::now() + Duration::from_secs(secs);
+        while Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(250));
+            samples.push(status_kib("VmRSS:") as f64 / 1024.0 - start_rss as f64 / 1024.0);
+        }
+        let last = *samples.last().unwrap_or(&0.0);
+        let max = samples.iter().cloned().fold(f64::MIN, f64::max);
+        println!(
+            "    {name:<13} {secs:>3} s: flushes OK {:>5}, RETRY {:>4}; RSS +{:.1} MiB median, +{:.1} MiB max, +{:.1} MiB at the end",
+            ok.load(Relaxed) - ok0,
+            retry.load(Relaxed) - retry0,
+            median(samples),
+            max,
+            last
+        );
+    }
+    stop.store(true, Relaxed);
+    for w in workers {
+        w.join().unwrap();
+    }
+    host.exit(&out);
+    host.unregister(reg);
 }

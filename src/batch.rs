@@ -10,20 +10,24 @@ pub const MAX_BATCH_EVENTS: usize = 10_000;
 /// A batch's newest event must be less than 24 hours after its oldest.
 pub const MAX_BATCH_SPAN_MS: i64 = 24 * 60 * 60 * 1000;
 
-/// One CloudWatch event: a timestamp and its message, stored in a shared arena.
+/// One CloudWatch event: a timestamp and its message, stored in a shared arena already escaped
+/// as the content of a JSON string (`Encoder::encode_escaped`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LogEvent {
     pub timestamp: i64,
-    /// Byte range of the message in the arena it was encoded into.
+    /// Where the escaped message starts in the arena, and its stored length.
     pub start: u32,
+    pub stored: u32,
+    /// The message's own length in bytes (what CloudWatch counts).
     pub len: u32,
     /// Which (group, stream) of the plan it goes to.
     pub key: u32,
 }
 
 impl LogEvent {
-    pub fn message<'a>(&self, arena: &'a [u8]) -> &'a [u8] {
-        &arena[self.start as usize..(self.start + self.len) as usize]
+    /// The message as stored: escaped, ready to sit between the quotes of `"message":"…"`.
+    pub fn escaped<'a>(&self, arena: &'a [u8]) -> &'a [u8] {
+        &arena[self.start as usize..(self.start + self.stored) as usize]
     }
 
     /// What the event counts for against `MAX_BATCH_BYTES`.
@@ -81,7 +85,7 @@ mod tests {
     use proptest::prelude::*;
 
     fn ev(timestamp: i64, len: u32) -> LogEvent {
-        LogEvent { timestamp, start: 0, len, key: 0 }
+        LogEvent { timestamp, start: 0, stored: len, len, key: 0 }
     }
 
     #[test]
@@ -102,9 +106,9 @@ mod tests {
     #[test]
     fn sort_is_stable() {
         let mut e = vec![
-            LogEvent { timestamp: 5, start: 0, len: 1, key: 0 },
-            LogEvent { timestamp: 1, start: 1, len: 1, key: 0 },
-            LogEvent { timestamp: 5, start: 2, len: 1, key: 0 },
+            LogEvent { timestamp: 5, start: 0, stored: 1, len: 1, key: 0 },
+            LogEvent { timestamp: 1, start: 1, stored: 1, len: 1, key: 0 },
+            LogEvent { timestamp: 5, start: 2, stored: 1, len: 1, key: 0 },
         ];
         sort_events(&mut e);
         assert_eq!(e.iter().map(|e| e.start).collect::<Vec<_>>(), vec![1, 0, 2]);
@@ -154,7 +158,7 @@ mod tests {
 pub fn request_body(group: &str, stream: &str, arena: &[u8], events: &[LogEvent], out: &mut Vec<u8>) {
     use crate::message::{push_escaped_quoted, push_i64};
     out.clear();
-    out.reserve(events.iter().map(|e| e.len as usize + 40).sum::<usize>() + group.len() + stream.len() + 64);
+    out.reserve(events.iter().map(|e| e.stored as usize + 40).sum::<usize>() + group.len() + stream.len() + 64);
     out.extend_from_slice(b"{\"logGroupName\":");
     push_escaped_quoted(group.as_bytes(), out);
     out.extend_from_slice(b",\"logStreamName\":");
@@ -166,9 +170,10 @@ pub fn request_body(group: &str, stream: &str, arena: &[u8], events: &[LogEvent]
         }
         out.extend_from_slice(b"{\"timestamp\":");
         push_i64(e.timestamp, out);
-        out.extend_from_slice(b",\"message\":");
-        push_escaped_quoted(e.message(arena), out);
-        out.push(b'}');
+        // the message was escaped when it was encoded: copied, not scanned again
+        out.extend_from_slice(b",\"message\":\"");
+        out.extend_from_slice(e.escaped(arena));
+        out.extend_from_slice(b"\"}");
     }
     out.extend_from_slice(b"]}");
 }
@@ -179,10 +184,11 @@ mod body_tests {
 
     #[test]
     fn the_body_is_the_json_the_api_expects() {
-        let arena = "{\"a\":\"q\\\"\"}plain\ttext é".as_bytes();
+        // the two messages, as `Encoder::encode_escaped` stores them
+        let arena = r#"{\"a\":\"q\\\"\"}plain\ttext é"#.as_bytes();
         let events = [
-            LogEvent { timestamp: 5, start: 0, len: 11, key: 0 },
-            LogEvent { timestamp: -0, start: 11, len: 13, key: 0 },
+            LogEvent { timestamp: 5, start: 0, stored: 17, len: 11, key: 0 },
+            LogEvent { timestamp: -0, start: 17, stored: 14, len: 13, key: 0 },
         ];
         let mut out = Vec::new();
         request_body("g/1", "s:\"x", arena, &events, &mut out);

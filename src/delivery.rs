@@ -582,7 +582,7 @@ mod tests {
     fn rejected_events_by_index_aws_and_moto_style() {
         let now = 2_000_000_000_000;
         let day = 24 * 3600 * 1000;
-        let ev = |t| LogEvent { timestamp: t, start: 0, len: 1, key: 0 };
+        let ev = |t| LogEvent { timestamp: t, start: 0, stored: 1, len: 1, key: 0 };
         let events = [ev(now - 20 * day), ev(now - 15 * day), ev(now), ev(now + 3 * 3600 * 1000)];
         // AWS: exclusive end index 2 = two too old; too-new from index 3
         assert_eq!(

@@ -53,6 +53,8 @@ pub enum Encoded {
 #[derive(Debug, Default)]
 pub struct Encoder {
     stack: Vec<Frame>,
+    /// An EMF document before it is embedded.
+    document: Vec<u8>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -69,9 +71,9 @@ impl Encoder {
         Self::default()
     }
 
-    /// Appends the message for `body` (a raw msgpack map) to `out`. On error `out` is left as
-    /// it was.
-    /// `timestamp_ms` is the record's time (EMF documents carry it).
+    /// Appends the message for `body` (a raw msgpack map) to `out`, as CloudWatch will store
+    /// it. On error `out` is left as it was. `timestamp_ms` is the record's time (EMF
+    /// documents carry it).
     pub fn encode(
         &mut self,
         body: &[u8],
@@ -79,36 +81,55 @@ impl Encoder {
         format: &MessageFormat,
         out: &mut Vec<u8>,
     ) -> Result<Encoded, MsgpackError> {
+        self.encode_as::<Plain>(body, timestamp_ms, format, out).map(|(encoded, _)| encoded)
+    }
+
+    /// `encode`, but the message is appended already escaped as the content of a JSON string
+    /// (what goes between the quotes of `"message":"…"` in the request body), so the body is
+    /// written in one pass from msgpack. Also returns the message's own length in bytes, which
+    /// is what CloudWatch counts.
+    pub fn encode_escaped(
+        &mut self,
+        body: &[u8],
+        timestamp_ms: i64,
+        format: &MessageFormat,
+        out: &mut Vec<u8>,
+    ) -> Result<(Encoded, usize), MsgpackError> {
+        self.encode_as::<InBody>(body, timestamp_ms, format, out)
+    }
+
+    fn encode_as<F: Form>(
+        &mut self,
+        body: &[u8],
+        timestamp_ms: i64,
+        format: &MessageFormat,
+        out: &mut Vec<u8>,
+    ) -> Result<(Encoded, usize), MsgpackError> {
         let start = out.len();
-        let result = match (&format.log_key, &format.metrics) {
-            (Some(path), _) => match self.encode_key(body, path, out) {
-                Ok(Encoded::MissingKey) if format.missing_key == MissingKey::SendRecord => self.encode_body(body, out),
-                other => other,
-            },
-            (None, Some(metrics)) => match encode_emf(self, body, timestamp_ms, metrics, out) {
-                Ok(true) => Ok(Encoded::Message { truncated: false }),
-                Ok(false) => self.encode_body(body, out),
-                Err(e) => Err(e),
-            },
-            (None, None) => self.encode_body(body, out),
-        };
+        let result = self.write_message::<F>(body, timestamp_ms, format, out);
         match result {
             Ok(Encoded::Message { .. }) => {
                 if out.len() == start || out[start..] == *b"{}" {
                     out.truncate(start);
-                    return Ok(Encoded::Empty);
+                    return Ok((Encoded::Empty, 0));
                 }
+                let len = F::message_len(&out[start..]);
+                if len <= MAX_MESSAGE_BYTES {
+                    return Ok((Encoded::Message { truncated: false }, len));
+                }
+                // Rare (a message over 1 MB): cut the message form, then put it in this form.
+                out.truncate(start);
+                let mut message = Vec::with_capacity(len);
+                self.write_message::<Plain>(body, timestamp_ms, format, &mut message)?;
                 let marker = format.truncation_marker.as_bytes();
-                let truncated = out.len() - start > MAX_MESSAGE_BYTES;
-                if truncated {
-                    truncate_utf8(out, start, MAX_MESSAGE_BYTES - marker.len());
-                    out.extend_from_slice(marker);
-                }
-                Ok(Encoded::Message { truncated })
+                truncate_utf8(&mut message, 0, MAX_MESSAGE_BYTES - marker.len());
+                message.extend_from_slice(marker);
+                F::embed(&message, out);
+                Ok((Encoded::Message { truncated: true }, message.len()))
             }
             Ok(other) => {
                 out.truncate(start);
-                Ok(other)
+                Ok((other, 0))
             }
             Err(e) => {
                 out.truncate(start);
@@ -117,33 +138,77 @@ impl Encoder {
         }
     }
 
-    fn encode_body(&mut self, body: &[u8], out: &mut Vec<u8>) -> Result<Encoded, MsgpackError> {
+    /// The message in form `F`, without the size limit.
+    fn write_message<F: Form>(
+        &mut self,
+        body: &[u8],
+        timestamp_ms: i64,
+        format: &MessageFormat,
+        out: &mut Vec<u8>,
+    ) -> Result<Encoded, MsgpackError> {
+        match (&format.log_key, &format.metrics) {
+            (Some(path), _) => match self.encode_key::<F>(body, path, out) {
+                Ok(Encoded::MissingKey) if format.missing_key == MissingKey::SendRecord => {
+                    self.encode_body::<F>(body, out)
+                }
+                other => other,
+            },
+            (None, Some(metrics)) => {
+                // EMF is written in message form, then embedded: an opt-in path, two passes
+                let mut document = std::mem::take(&mut self.document);
+                document.clear();
+                let emf = encode_emf(self, body, timestamp_ms, metrics, &mut document);
+                if let Ok(true) = emf {
+                    F::embed(&document, out);
+                }
+                self.document = document;
+                match emf {
+                    Ok(true) => Ok(Encoded::Message { truncated: false }),
+                    Ok(false) => self.encode_body::<F>(body, out),
+                    Err(e) => Err(e),
+                }
+            }
+            (None, None) => self.encode_body::<F>(body, out),
+        }
+    }
+
+    fn encode_body<F: Form>(&mut self, body: &[u8], out: &mut Vec<u8>) -> Result<Encoded, MsgpackError> {
         let mut reader = Reader::new(body);
-        self.write_json(&mut reader, out)?;
+        self.write_json_as::<F>(&mut reader, out)?;
         Ok(Encoded::Message { truncated: false })
     }
 
-    fn encode_key(&mut self, body: &[u8], path: &RecordPath, out: &mut Vec<u8>) -> Result<Encoded, MsgpackError> {
+    fn encode_key<F: Form>(
+        &mut self,
+        body: &[u8],
+        path: &RecordPath,
+        out: &mut Vec<u8>,
+    ) -> Result<Encoded, MsgpackError> {
         let Some(value) = path.find(body)? else {
             return Ok(Encoded::MissingKey);
         };
         let mut reader = Reader::new(value);
         match reader.peek_token()? {
-            Token::Str(s) | Token::Bin(s) => push_lossy(s, out),
-            _ => self.write_json(&mut reader, out)?,
+            Token::Str(s) | Token::Bin(s) => embed_lossy::<F>(s, out),
+            _ => self.write_json_as::<F>(&mut reader, out)?,
         }
         Ok(Encoded::Message { truncated: false })
     }
 
     /// Transcodes one msgpack object to compact JSON.
     pub(crate) fn write_json(&mut self, reader: &mut Reader<'_>, out: &mut Vec<u8>) -> Result<(), MsgpackError> {
+        self.write_json_as::<Plain>(reader, out)
+    }
+
+    /// Transcodes one msgpack object to compact JSON in form `F`.
+    fn write_json_as<F: Form>(&mut self, reader: &mut Reader<'_>, out: &mut Vec<u8>) -> Result<(), MsgpackError> {
         let stack = &mut self.stack;
         stack.clear();
         loop {
             let token = reader.next_token()?;
             if let Some(top) = stack.last_mut() {
                 if top.is_map && !top.in_value {
-                    write_key(reader, token, out)?;
+                    write_key::<F>(reader, token, out)?;
                     out.push(b':');
                     top.in_value = true;
                     continue;
@@ -160,7 +225,7 @@ impl Encoder {
                     stack.push(Frame { remaining: n as u64, is_map: true, in_value: false });
                     continue;
                 }
-                scalar => write_scalar(scalar, out),
+                scalar => write_scalar_as::<F>(scalar, out),
             }
             // A value is complete: close every container it completes.
             loop {
@@ -192,30 +257,34 @@ fn skip_contents(reader: &mut Reader<'_>, header: Token<'_>) -> Result<(), Msgpa
     Ok(())
 }
 
-fn write_key(reader: &mut Reader<'_>, token: Token<'_>, out: &mut Vec<u8>) -> Result<(), MsgpackError> {
+fn write_key<F: Form>(reader: &mut Reader<'_>, token: Token<'_>, out: &mut Vec<u8>) -> Result<(), MsgpackError> {
     match token {
-        Token::Str(s) => push_json_string(s, out),
-        Token::Bin(b) => push_binary(b, out),
+        Token::Str(s) => push_json_string_as::<F>(s, out),
+        Token::Bin(b) => push_binary::<F>(b, out),
         Token::Array(_) => {
             skip_contents(reader, token)?;
-            out.extend_from_slice(b"\"(array)\"");
+            F::quoted(b"(array)", out);
         }
         Token::Map(_) => {
             skip_contents(reader, token)?;
-            out.extend_from_slice(b"\"(map)\"");
+            F::quoted(b"(map)", out);
         }
-        Token::Ext(_, data) => push_base64_string(data, out),
+        Token::Ext(_, data) => push_base64_string::<F>(data, out),
         scalar => {
             // numbers, booleans, nil: their JSON text, quoted
-            out.push(b'"');
-            write_scalar(scalar, out);
-            out.push(b'"');
+            out.extend_from_slice(F::QUOTE);
+            write_scalar_as::<F>(scalar, out);
+            out.extend_from_slice(F::QUOTE);
         }
     }
     Ok(())
 }
 
 pub(crate) fn write_scalar(token: Token<'_>, out: &mut Vec<u8>) {
+    write_scalar_as::<Plain>(token, out)
+}
+
+fn write_scalar_as<F: Form>(token: Token<'_>, out: &mut Vec<u8>) {
     match token {
         Token::Nil => out.extend_from_slice(b"null"),
         Token::Bool(true) => out.extend_from_slice(b"true"),
@@ -229,9 +298,9 @@ pub(crate) fn write_scalar(token: Token<'_>, out: &mut Vec<u8>) {
         }
         Token::F32(f) => push_float(f as f64, f.is_finite(), |out| write!(out, "{f}"), out),
         Token::F64(f) => push_float(f, f.is_finite(), |out| write!(out, "{f}"), out),
-        Token::Str(s) => push_json_string(s, out),
-        Token::Bin(b) => push_binary(b, out),
-        Token::Ext(_, data) => push_base64_string(data, out),
+        Token::Str(s) => push_json_string_as::<F>(s, out),
+        Token::Bin(b) => push_binary::<F>(b, out),
+        Token::Ext(_, data) => push_base64_string::<F>(data, out),
         // empty containers (non-empty ones are opened by the caller)
         Token::Array(_) => out.extend_from_slice(b"[]"),
         Token::Map(_) => out.extend_from_slice(b"{}"),
@@ -276,41 +345,96 @@ fn push_u64(mut n: u64, out: &mut Vec<u8>) {
     out.extend_from_slice(&digits[i..]);
 }
 
-fn push_binary(b: &[u8], out: &mut Vec<u8>) {
+fn push_binary<F: Form>(b: &[u8], out: &mut Vec<u8>) {
     if std::str::from_utf8(b).is_ok() {
-        push_escaped_quoted(b, out);
+        F::quoted(b, out);
     } else {
-        push_base64_string(b, out);
+        push_base64_string::<F>(b, out);
     }
 }
 
 /// A msgpack string as a JSON string, invalid UTF-8 replaced by U+FFFD.
 pub(crate) fn push_json_string(s: &[u8], out: &mut Vec<u8>) {
-    if std::str::from_utf8(s).is_ok() {
-        push_escaped_quoted(s, out);
-        return;
-    }
-    out.push(b'"');
-    for chunk in s.utf8_chunks() {
-        push_escaped(chunk.valid().as_bytes(), out);
-        if !chunk.invalid().is_empty() {
-            out.extend_from_slice("\u{FFFD}".as_bytes());
-        }
-    }
-    out.push(b'"');
+    push_json_string_as::<Plain>(s, out)
 }
 
-/// A raw string value (the `log_key` case): bytes as they are, invalid UTF-8 replaced.
-fn push_lossy(s: &[u8], out: &mut Vec<u8>) {
+fn push_json_string_as<F: Form>(s: &[u8], out: &mut Vec<u8>) {
     if std::str::from_utf8(s).is_ok() {
-        out.extend_from_slice(s);
+        F::quoted(s, out);
         return;
     }
+    out.extend_from_slice(F::QUOTE);
     for chunk in s.utf8_chunks() {
-        out.extend_from_slice(chunk.valid().as_bytes());
+        F::escape(chunk.valid().as_bytes(), out);
         if !chunk.invalid().is_empty() {
             out.extend_from_slice("\u{FFFD}".as_bytes());
         }
+    }
+    out.extend_from_slice(F::QUOTE);
+}
+
+/// A raw string value (the `log_key` case) as a whole message in form `F`, invalid UTF-8
+/// replaced.
+fn embed_lossy<F: Form>(s: &[u8], out: &mut Vec<u8>) {
+    if std::str::from_utf8(s).is_ok() {
+        F::embed(s, out);
+        return;
+    }
+    for chunk in s.utf8_chunks() {
+        F::embed(chunk.valid().as_bytes(), out);
+        if !chunk.invalid().is_empty() {
+            out.extend_from_slice("\u{FFFD}".as_bytes());
+        }
+    }
+}
+
+/// The two forms a message is written in.
+trait Form {
+    /// The quote of a JSON string inside the message.
+    const QUOTE: &'static [u8];
+    /// The content of a JSON string inside the message (valid UTF-8 in).
+    fn escape(s: &[u8], out: &mut Vec<u8>);
+    /// A whole message given in message form (a raw `log_key` string, an EMF document).
+    fn embed(message: &[u8], out: &mut Vec<u8>);
+    /// The length of the message that `written` (in this form) stands for.
+    fn message_len(written: &[u8]) -> usize;
+
+    fn quoted(s: &[u8], out: &mut Vec<u8>) {
+        out.extend_from_slice(Self::QUOTE);
+        Self::escape(s, out);
+        out.extend_from_slice(Self::QUOTE);
+    }
+}
+
+/// The message as CloudWatch stores it.
+struct Plain;
+
+impl Form for Plain {
+    const QUOTE: &'static [u8] = b"\"";
+    fn escape(s: &[u8], out: &mut Vec<u8>) {
+        push_escaped(s, out)
+    }
+    fn embed(message: &[u8], out: &mut Vec<u8>) {
+        out.extend_from_slice(message)
+    }
+    fn message_len(written: &[u8]) -> usize {
+        written.len()
+    }
+}
+
+/// The message already escaped as the content of the request body's `"message"` string.
+struct InBody;
+
+impl Form for InBody {
+    const QUOTE: &'static [u8] = b"\\\"";
+    fn escape(s: &[u8], out: &mut Vec<u8>) {
+        push_escaped_twice(s, out)
+    }
+    fn embed(message: &[u8], out: &mut Vec<u8>) {
+        push_escaped(message, out)
+    }
+    fn message_len(written: &[u8]) -> usize {
+        unescaped_len(written)
     }
 }
 
@@ -325,7 +449,9 @@ pub fn push_escaped_quoted(s: &[u8], out: &mut Vec<u8>) {
 fn push_escaped(s: &[u8], out: &mut Vec<u8>) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut run = 0;
-    for (i, &b) in s.iter().enumerate() {
+    let mut i = next_escape(s, 0);
+    while let Some(&b) = s.get(i) {
+        out.extend_from_slice(&s[run..i]);
         let escape: &[u8] = match b {
             b'"' => b"\\\"",
             b'\\' => b"\\\\",
@@ -334,23 +460,93 @@ fn push_escaped(s: &[u8], out: &mut Vec<u8>) {
             b'\t' => b"\\t",
             0x08 => b"\\b",
             0x0c => b"\\f",
-            0x00..=0x1f => b"",
-            _ => continue,
+            _ => b"",
         };
-        out.extend_from_slice(&s[run..i]);
-        run = i + 1;
         if escape.is_empty() {
             out.extend_from_slice(&[b'\\', b'u', b'0', b'0', HEX[(b >> 4) as usize], HEX[(b & 15) as usize]]);
         } else {
             out.extend_from_slice(escape);
         }
+        run = i + 1;
+        i = next_escape(s, run);
     }
     out.extend_from_slice(&s[run..]);
 }
 
-fn push_base64_string(data: &[u8], out: &mut Vec<u8>) {
+/// The index of the first byte at or after `from` that JSON must escape (`"`, `\`, below
+/// 0x20), or `s.len()`. Eight bytes at a time: messages are mostly runs of plain text.
+fn next_escape(s: &[u8], from: usize) -> usize {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let rest = s.get(from..).unwrap_or_default();
+    let mut words = rest.chunks_exact(8);
+    let mut offset = from;
+    for word in &mut words {
+        let mut bytes = [0u8; 8];
+        bytes.copy_from_slice(word);
+        let w = u64::from_le_bytes(bytes);
+        let quote = w ^ (ONES * b'"' as u64);
+        let backslash = w ^ (ONES * b'\\' as u64);
+        // "has a zero byte" / "has a byte below 0x20": exact for the lowest flagged byte
+        let hits = (quote.wrapping_sub(ONES) & !quote)
+            | (backslash.wrapping_sub(ONES) & !backslash)
+            | (w.wrapping_sub(ONES * 0x20) & !w);
+        let hits = hits & HIGH;
+        if hits != 0 {
+            return offset + (hits.trailing_zeros() / 8) as usize;
+        }
+        offset += 8;
+    }
+    let tail = words.remainder();
+    offset + tail.iter().position(|&b| b == b'"' || b == b'\\' || b < 0x20).unwrap_or(tail.len())
+}
+
+/// JSON-escapes the JSON-escaped form of `s`: a string inside a message, written straight as
+/// part of the request body's `"message"` string.
+fn push_escaped_twice(s: &[u8], out: &mut Vec<u8>) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut run = 0;
+    let mut i = next_escape(s, 0);
+    while let Some(&b) = s.get(i) {
+        out.extend_from_slice(&s[run..i]);
+        let escape: &[u8] = match b {
+            b'"' => b"\\\\\\\"",
+            b'\\' => b"\\\\\\\\",
+            b'\n' => b"\\\\n",
+            b'\r' => b"\\\\r",
+            b'\t' => b"\\\\t",
+            0x08 => b"\\\\b",
+            0x0c => b"\\\\f",
+            _ => b"",
+        };
+        if escape.is_empty() {
+            out.extend_from_slice(&[b'\\', b'\\', b'u', b'0', b'0', HEX[(b >> 4) as usize], HEX[(b & 15) as usize]]);
+        } else {
+            out.extend_from_slice(escape);
+        }
+        run = i + 1;
+        i = next_escape(s, run);
+    }
+    out.extend_from_slice(&s[run..]);
+}
+
+/// The length of the text that JSON-string content `escaped` stands for.
+fn unescaped_len(escaped: &[u8]) -> usize {
+    let mut len = escaped.len();
+    let mut i = 0;
+    while let Some(at) = escaped.get(i..).and_then(|rest| rest.iter().position(|&b| b == b'\\')) {
+        let at = i + at;
+        // `\uXXXX` stands for one byte here (only control characters are written so); the
+        // other escapes are two bytes for one
+        len -= if escaped.get(at + 1) == Some(&b'u') { 5 } else { 1 };
+        i = at + 2;
+    }
+    len
+}
+
+fn push_base64_string<F: Form>(data: &[u8], out: &mut Vec<u8>) {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    out.push(b'"');
+    out.extend_from_slice(F::QUOTE);
     for group in data.chunks(3) {
         let b = [group[0], *group.get(1).unwrap_or(&0), *group.get(2).unwrap_or(&0)];
         let n = (b[0] as u32) << 16 | (b[1] as u32) << 8 | b[2] as u32;
@@ -359,7 +555,7 @@ fn push_base64_string(data: &[u8], out: &mut Vec<u8>) {
             out.push(if i <= group.len() { ALPHABET[*s as usize] } else { b'=' });
         }
     }
-    out.push(b'"');
+    out.extend_from_slice(F::QUOTE);
 }
 
 /// Cuts the message that starts at `start` to at most `max` bytes on a UTF-8 boundary.
@@ -380,6 +576,7 @@ pub fn truncate_utf8(out: &mut Vec<u8>, start: usize, max: usize) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::strategy::Strategy;
 
     fn msgpack(v: &serde_json::Value) -> Vec<u8> {
         rmp_serde::to_vec(v).unwrap()
@@ -495,6 +692,114 @@ mod tests {
         let exact = "a".repeat(MAX_MESSAGE_BYTES);
         let (r, s) = encode(&msgpack(&serde_json::json!({ "log": exact })), Some("log"));
         assert_eq!((r, s.len()), (Encoded::Message { truncated: false }, MAX_MESSAGE_BYTES));
+    }
+
+    #[test]
+    fn escaping_finds_every_byte_that_needs_it_at_any_position() {
+        for len in 0..40 {
+            for pos in 0..len {
+                for special in [b'"', b'\\', b'\n', 0x01, 0x1f] {
+                    let mut s = vec![b'a'; len];
+                    s[pos] = special;
+                    let mut out = Vec::new();
+                    push_escaped_quoted(&s, &mut out);
+                    let back: String = serde_json::from_slice(&out).unwrap();
+                    assert_eq!(back.as_bytes(), &s[..], "len {len} pos {pos} byte {special}");
+                    assert_eq!(next_escape(&s, 0), pos);
+                }
+            }
+        }
+        let s = "é€😀 \u{7f}\u{80}".as_bytes();
+        assert_eq!(next_escape(s, 0), s.len());
+    }
+
+    /// What `encode_escaped` stored, unescaped (as the request body's JSON parser will).
+    fn unescape(stored: &[u8]) -> Vec<u8> {
+        let quoted = [b"\"", stored, b"\""].concat();
+        serde_json::from_slice::<String>(&quoted).unwrap().into_bytes()
+    }
+
+    fn both_forms(body: &[u8], format: &MessageFormat) -> (Encoded, Vec<u8>, Vec<u8>, usize) {
+        let (mut plain, mut escaped) = (Vec::new(), Vec::new());
+        let a = Encoder::new().encode(body, 7, format, &mut plain).unwrap();
+        let (b, len) = Encoder::new().encode_escaped(body, 7, format, &mut escaped).unwrap();
+        assert_eq!(a, b);
+        (a, plain, escaped, len)
+    }
+
+    #[test]
+    fn the_escaped_form_stands_for_the_message_and_counts_its_length() {
+        let v = serde_json::json!({"q": "a\"b\\c\n\u{1}\u{1f}é", "n": [1.5, null], "k\"": {"x": "\t"}});
+        let body = msgpack(&v);
+        for log_key in [None, Some("q"), Some("n"), Some("$['k\"']['x']")] {
+            let format = MessageFormat {
+                log_key: log_key.map(|k| {
+                    if k.starts_with('$') {
+                        RecordPath::parse_accessor(k).unwrap()
+                    } else {
+                        RecordPath::key(k)
+                    }
+                }),
+                ..Default::default()
+            };
+            let (_, plain, escaped, len) = both_forms(&body, &format);
+            assert_eq!(unescape(&escaped), plain, "{log_key:?}");
+            assert_eq!(len, plain.len());
+        }
+        // a binary key, invalid UTF-8 in a raw log_key value, base64, an EMF document
+        let odd = [0x82, 0xc4, 0x01, b'"', 0xa2, 0x61, 0xff, 0xa1, b'e', 0xd6, 0x05, 1, 2, 3, 4];
+        let (_, plain, escaped, len) = both_forms(&odd, &MessageFormat::default());
+        assert_eq!((unescape(&escaped), len), (plain.clone(), plain.len()));
+        let raw = MessageFormat { log_key: Some(RecordPath::key("\"")), ..Default::default() };
+        let (_, plain, escaped, len) = both_forms(&odd, &raw);
+        assert_eq!((unescape(&escaped), len), (plain.clone(), plain.len()));
+        let emf = MessageFormat {
+            metrics: Some(MetricFormat { namespace: "n\"s".into(), dimensions: vec![] }),
+            ..Default::default()
+        };
+        let (_, plain, escaped, len) = both_forms(&msgpack(&serde_json::json!({"m": 1, "s": "\""})), &emf);
+        assert_eq!((unescape(&escaped), len), (plain.clone(), plain.len()));
+    }
+
+    #[test]
+    fn the_escaped_form_is_cut_on_the_message_length() {
+        // every '"' doubles when escaped: the cut must count the message, not the stored bytes
+        let big = "\"é".repeat(MAX_MESSAGE_BYTES / 2);
+        let body = msgpack(&serde_json::json!({ "log": big }));
+        let format = MessageFormat {
+            log_key: Some(RecordPath::key("log")),
+            truncation_marker: "[cut]".into(),
+            ..Default::default()
+        };
+        let (encoded, plain, escaped, len) = both_forms(&body, &format);
+        assert_eq!(encoded, Encoded::Message { truncated: true });
+        assert_eq!((unescape(&escaped), len), (plain.clone(), plain.len()));
+        assert!((MAX_MESSAGE_BYTES - 3..=MAX_MESSAGE_BYTES).contains(&len));
+        // just under the limit once unescaped, over it when stored: sent whole
+        let fits = "\"".repeat(MAX_MESSAGE_BYTES);
+        let (encoded, _, escaped, len) = both_forms(&msgpack(&serde_json::json!({ "log": fits })), &format);
+        assert_eq!((encoded, len), (Encoded::Message { truncated: false }, MAX_MESSAGE_BYTES));
+        assert_eq!(escaped.len(), 2 * MAX_MESSAGE_BYTES);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn escaped_and_plain_forms_agree(
+            fields in proptest::collection::vec(("\\PC{0,6}", proptest::prop_oneof![
+                proptest::strategy::Just(serde_json::Value::Null),
+                proptest::prelude::any::<i64>().prop_map(serde_json::Value::from),
+                proptest::prelude::any::<f64>().prop_map(serde_json::Value::from),
+                "(\\PC|[\"\\\\\u{0}-\u{1f}]){0,30}".prop_map(serde_json::Value::from),
+            ]), 0..6),
+            log_key in proptest::option::of("\\PC{0,3}"),
+        ) {
+            let map: serde_json::Map<String, serde_json::Value> = fields.into_iter().collect();
+            let body = msgpack(&serde_json::Value::Object(map));
+            let format = MessageFormat { log_key: log_key.map(|k| RecordPath::key(&k)), ..Default::default() };
+            let (_, plain, escaped, len) = both_forms(&body, &format);
+            proptest::prop_assert_eq!(unescape(&escaped), plain.clone());
+            proptest::prop_assert_eq!(len, plain.len());
+        }
     }
 
     #[test]

@@ -114,8 +114,8 @@ impl Plan {
             self.records += 1;
             let start = self.arena.len();
             let timestamp = record.time.millis();
-            match encoder.encode(record.body, timestamp, format, &mut self.arena) {
-                Ok(Encoded::Message { truncated }) => {
+            match encoder.encode_escaped(record.body, timestamp, format, &mut self.arena) {
+                Ok((Encoded::Message { truncated }, len)) => {
                     self.truncated += truncated as u64;
                     let key = if per_record {
                         match self.key_for(tag, record.body, naming) {
@@ -129,15 +129,11 @@ impl Plan {
                     } else {
                         0
                     };
-                    self.events.push(LogEvent {
-                        timestamp,
-                        start: start as u32,
-                        len: (self.arena.len() - start) as u32,
-                        key,
-                    });
+                    let stored = (self.arena.len() - start) as u32;
+                    self.events.push(LogEvent { timestamp, start: start as u32, stored, len: len as u32, key });
                 }
-                Ok(Encoded::Empty) => self.dropped.empty += 1,
-                Ok(Encoded::MissingKey) => self.dropped.missing_key += 1,
+                Ok((Encoded::Empty, _)) => self.dropped.empty += 1,
+                Ok((Encoded::MissingKey, _)) => self.dropped.missing_key += 1,
                 Err(_) => self.dropped.bad_body += 1,
             }
         }
@@ -208,6 +204,12 @@ mod tests {
     static STREAM: NameRule = NameRule::TagPrefix(String::new());
     static VARS: Vars<'static> = Vars { uuid: "u", ecs: None };
 
+    /// The message an event stands for (its stored form is escaped for the request body).
+    fn message(e: &LogEvent, arena: &[u8]) -> String {
+        let quoted = [b"\"", e.escaped(arena), b"\""].concat();
+        serde_json::from_slice(&quoted).unwrap()
+    }
+
     fn fixed() -> Naming<'static> {
         Naming { group: &GROUP, stream: &STREAM, vars: &VARS }
     }
@@ -269,8 +271,8 @@ mod tests {
         assert_eq!(plan.records, 4);
         assert_eq!(plan.group_markers, 1);
         assert_eq!(plan.dropped, Dropped { empty: 0, missing_key: 2, ..Default::default() });
-        let msgs: Vec<_> = plan.events.iter().map(|e| (e.timestamp, e.message(&plan.arena).to_vec())).collect();
-        assert_eq!(msgs, vec![(100_000, b"a".to_vec()), (200_000, b"b".to_vec())]);
+        let msgs: Vec<_> = plan.events.iter().map(|e| (e.timestamp, message(e, &plan.arena))).collect();
+        assert_eq!(msgs, vec![(100_000, "a".to_string()), (200_000, "b".to_string())]);
         assert_eq!(plan.batches, vec![0..2]);
     }
 
@@ -315,7 +317,9 @@ mod tests {
             prop_assert!(plan.events.windows(2).all(|w| w[0].timestamp <= w[1].timestamp));
             for e in &plan.events {
                 prop_assert!(e.len as usize <= MAX_MESSAGE_BYTES && e.len > 0);
-                let v: serde_json::Value = serde_json::from_slice(e.message(&plan.arena)).unwrap();
+                let text = message(e, &plan.arena);
+                prop_assert_eq!(text.len(), e.len as usize);
+                let v: serde_json::Value = serde_json::from_str(&text).unwrap();
                 prop_assert!(v.is_object());
             }
             let covered: usize = plan.batches.iter().map(|r| r.len()).sum();

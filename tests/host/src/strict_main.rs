@@ -1,9 +1,12 @@
 //! `cwrs-strict-endpoint [--tls]`: the strict endpoint as its own process (so a benchmark can
 //! measure the plugin's CPU alone). Prints `URL <url>` and, with TLS, `CA <pem file>`, then
-//! serves until its standard input closes, and prints its counters to stderr.
+//! serves until its standard input closes, and prints its counters to stderr. Lines on
+//! standard input change its behaviour: `stall` (every PutLogEvents hangs for 10 minutes),
+//! `refuse` (every PutLogEvents is throttled), `normal`.
 
 use cwrs_test_host::strict::{Faults, StrictEndpoint};
-use std::io::{Read, Write};
+use std::io::{BufRead, Write};
+use std::time::Duration;
 
 fn main() {
     let tls = std::env::args().any(|a| a == "--tls");
@@ -17,7 +20,14 @@ fn main() {
     }
     out.flush().unwrap();
     drop(out);
-    let mut sink = Vec::new();
-    let _ = std::io::stdin().read_to_end(&mut sink);
+    for line in std::io::stdin().lock().lines() {
+        let Ok(line) = line else { break };
+        let faults = match line.trim() {
+            "stall" => Faults { slow: 1.0, slow_for: Duration::from_secs(600), ..Faults::default() },
+            "refuse" => Faults { throttle: 1.0, ..Faults::default() },
+            _ => Faults::default(),
+        };
+        endpoint.set_faults(faults);
+    }
     eprintln!("strict endpoint: {}", endpoint.summary());
 }
