@@ -79,15 +79,32 @@ pub struct Delivery {
 
 impl Delivery {
     /// Sends one batch (sorted events whose messages live in `arena`) to its group and stream.
-    pub async fn send(&self, to: &StreamKey, arena: &[u8], events: &[LogEvent], deadline: Instant) -> BatchOutcome {
+    /// `buf` is the caller's reusable body buffer: taken, and given back once no request holds it.
+    pub async fn send(
+        &self,
+        to: &StreamKey,
+        arena: &[u8],
+        events: &[LogEvent],
+        deadline: Instant,
+        buf: &mut Vec<u8>,
+    ) -> BatchOutcome {
+        let mut body = std::mem::take(buf);
+        request_body(&to.group, &to.stream, arena, events, &mut body);
+        let body = Bytes::from(body);
+        let outcome = self.send_body(to, &body, events, deadline).await;
+        // every attempt's clone is gone once the calls have finished: take the buffer back
+        if let Ok(unique) = body.try_into_mut() {
+            *buf = Vec::from(unique);
+        }
+        outcome
+    }
+
+    async fn send_body(&self, to: &StreamKey, body: &Bytes, events: &[LogEvent], deadline: Instant) -> BatchOutcome {
         let (group, stream) = (to.group.as_str(), to.stream.as_str());
         // Group or stream can vanish again while we replay (deleted by someone else): recreate
         // a few times, within the deadline, before handing the chunk back to Fluent Bit.
         let mut creations = 0;
-        // The body is written once, straight from the arena, and handed to every attempt.
-        let mut buf = Vec::new();
-        request_body(group, stream, arena, events, &mut buf);
-        let body = Bytes::from(buf);
+        // The body was written once, straight from the arena; every attempt gets a clone of it.
         loop {
             let put = self
                 .retrying("PutLogEvents", deadline, || {

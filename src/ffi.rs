@@ -132,11 +132,12 @@ pub extern "C" fn FLBPluginFlushCtx(ctx: *mut c_void, data: *const c_void, size:
         // SAFETY: a non-NULL ctx is the Box<Arc<Instance>> Init stored; Fluent Bit calls
         // ExitCtx (which frees it) only after every flush of the instance returned.
         let instance: Arc<Instance> = unsafe { (*(ctx as *const Arc<Instance>)).clone() };
-        let chunk = if data.is_null() || size == 0 {
-            Vec::new()
+        let chunk: &[u8] = if data.is_null() || size == 0 {
+            &[]
         } else {
-            // SAFETY: Fluent Bit passes `size` readable bytes, valid for this call.
-            unsafe { std::slice::from_raw_parts(data.cast::<u8>(), size) }.to_vec()
+            // SAFETY: Fluent Bit passes `size` readable bytes, valid for this call; the instance
+            // plans the chunk from them before it returns and keeps no reference.
+            unsafe { std::slice::from_raw_parts(data.cast::<u8>(), size) }
         };
         let tag = if tag.is_null() {
             String::new()

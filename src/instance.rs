@@ -46,11 +46,14 @@ impl std::fmt::Display for InitError {
     }
 }
 
-/// Buffers one flush needs, kept for the next flush.
+/// Buffers one flush needs, kept for the next flush: reusing them keeps the allocator from
+/// growing under steady traffic.
 #[derive(Default)]
-struct Scratch {
+pub struct Scratch {
     plan: Plan,
     encoder: Encoder,
+    /// One PutLogEvents body at a time.
+    body: Vec<u8>,
 }
 
 pub struct Instance {
@@ -182,20 +185,26 @@ impl Instance {
         )
     }
 
-    /// Called on Fluent Bit's thread (a small coroutine stack): hands the chunk to the
-    /// runtime and waits, with a deadline, for the answer.
-    pub fn flush_blocking(self: &Arc<Self>, chunk: Vec<u8>, tag: String) -> FlushResult {
+    /// Called on Fluent Bit's thread (a small coroutine stack): plans the chunk, hands the plan
+    /// to the runtime and waits, with a deadline, for the answer.
+    pub fn flush_blocking(self: &Arc<Self>, chunk: &[u8], tag: String) -> FlushResult {
         let Some(handle) = runtime::running() else {
             log_error!(&self.label, "flush after shutdown; the chunk will be retried");
             return FlushResult::Retry;
         };
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
         let this = self.clone();
+        // Planned here, on Fluent Bit's thread, while its buffer is valid: the messages are all
+        // that is kept, so the chunk is never copied. (The plan walks the chunk with explicit
+        // stacks, so Fluent Bit's small coroutine stack is enough; the tests run it on one.)
+        let mut scratch = self.take_scratch();
+        self.plan(&mut scratch, chunk, &tag);
         self.in_flight.fetch_add(1, Ordering::AcqRel);
         // The flush future is large (it holds the SDK's request futures): box it inside the task
         // so it is built on a runtime thread, never on Fluent Bit's small coroutine stack.
         handle.spawn(async move {
-            let result = Box::pin(this.flush(&chunk, &tag)).await;
+            let result = Box::pin(this.flush(&mut scratch, &tag)).await;
+            this.return_scratch(scratch);
             this.in_flight.fetch_sub(1, Ordering::AcqRel);
             let _ = tx.send(result);
         });
@@ -211,17 +220,22 @@ impl Instance {
 
     /// The flush: plan the chunk, skip what an earlier attempt of the same chunk delivered,
     /// deliver the rest in order, and remember what was delivered if the answer is RETRY.
-    pub async fn flush(&self, chunk: &[u8], tag: &str) -> FlushResult {
-        let deadline = Instant::now() + self.config.flush_timeout;
-        let mut scratch = self.take_scratch();
+    /// Decode, encode, sort and cut the chunk into `scratch.plan`.
+    fn plan(&self, scratch: &mut Scratch, chunk: &[u8], tag: &str) {
         let vars = Vars { uuid: &self.uuid, ecs: self.ecs.as_ref() };
         let naming = Naming { group: &self.config.group, stream: &self.config.stream, vars: &vars };
         scratch.plan.build(chunk, tag, naming, &self.config.message, &mut scratch.encoder);
-        let plan = &scratch.plan;
+    }
+
+    /// Delivers a planned chunk.
+    pub async fn flush(&self, scratch: &mut Scratch, tag: &str) -> FlushResult {
+        let deadline = Instant::now() + self.config.flush_timeout;
+        let Scratch { plan, body, .. } = scratch;
+        let plan: &Plan = plan;
         let batches = plan.batches.len();
 
         // Fingerprinting costs a pass over the chunk: only done while some chunk awaits a retry.
-        let earlier = self.lock_progress(|p| !p.is_empty()).then(|| ChunkId::of(tag, chunk));
+        let earlier = self.lock_progress(|p| !p.is_empty()).then(|| ChunkId::of_plan(tag, &plan.arena, &plan.events));
         let mut done = earlier.and_then(|id| self.lock_progress(|p| p.take(&id, batches)));
         let retried = done.is_some();
         if !retried {
@@ -249,7 +263,7 @@ impl Instance {
             let Some(to) = events.first().and_then(|e| plan.keys.get(e.key as usize)) else {
                 continue;
             };
-            match self.delivery.send(to, &plan.arena, events, deadline).await {
+            match self.delivery.send(to, &plan.arena, events, deadline, body).await {
                 BatchOutcome::Delivered => delivered += 1,
                 BatchOutcome::Dropped => dropped += 1,
                 BatchOutcome::Retry => {
@@ -268,11 +282,10 @@ impl Instance {
             delivered
         );
         if retry {
-            let id = ChunkId::of(tag, chunk);
+            let id = ChunkId::of_plan(tag, &plan.arena, &plan.events);
             let done = std::mem::take(done);
             self.lock_progress(|p| p.put(id, done, std::time::Instant::now()));
         }
-        self.return_scratch(scratch);
         if retry {
             FlushResult::Retry
         } else if dropped > 0 && delivered == 0 && skipped == 0 {

@@ -533,15 +533,35 @@ fn push_escaped_twice(s: &[u8], out: &mut Vec<u8>) {
 /// The length of the text that JSON-string content `escaped` stands for.
 fn unescaped_len(escaped: &[u8]) -> usize {
     let mut len = escaped.len();
-    let mut i = 0;
-    while let Some(at) = escaped.get(i..).and_then(|rest| rest.iter().position(|&b| b == b'\\')) {
-        let at = i + at;
+    let mut at = next_backslash(escaped, 0);
+    while at < escaped.len() {
         // `\uXXXX` stands for one byte here (only control characters are written so); the
         // other escapes are two bytes for one
         len -= if escaped.get(at + 1) == Some(&b'u') { 5 } else { 1 };
-        i = at + 2;
+        at = next_backslash(escaped, at + 2);
     }
     len
+}
+
+/// The index of the first `\` at or after `from`, or `s.len()`; eight bytes at a time.
+fn next_backslash(s: &[u8], from: usize) -> usize {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let rest = s.get(from..).unwrap_or_default();
+    let mut words = rest.chunks_exact(8);
+    let mut offset = from;
+    for word in &mut words {
+        let mut bytes = [0u8; 8];
+        bytes.copy_from_slice(word);
+        let x = u64::from_le_bytes(bytes) ^ (ONES * b'\\' as u64);
+        let hits = x.wrapping_sub(ONES) & !x & HIGH;
+        if hits != 0 {
+            return offset + (hits.trailing_zeros() / 8) as usize;
+        }
+        offset += 8;
+    }
+    let tail = words.remainder();
+    offset + tail.iter().position(|&b| b == b'\\').unwrap_or(tail.len())
 }
 
 fn push_base64_string<F: Form>(data: &[u8], out: &mut Vec<u8>) {
