@@ -1,8 +1,8 @@
 //! The only `unsafe` in the crate: the `FLBPlugin*` exports Fluent Bit calls.
 //!
 //! Every export runs behind a panic boundary. Raw pointers are read once, checked for NULL,
-//! and never kept past the call: keys are copied to owned strings during Init, the chunk and
-//! tag are copied during Flush. The instance lives behind `remote_context` as a leaked
+//! and never kept past the call: keys are copied to owned strings during Init, the chunk is
+//! planned (its messages encoded into the plugin's own buffer) and the tag copied during Flush. The instance lives behind `remote_context` as a leaked
 //! `Box<Arc<Instance>>`, freed by ExitCtx (only if it is still in `LIVE`, which guards against
 //! Fluent Bit ≤ 2.0.6 handing the same context to ExitCtx twice).
 
