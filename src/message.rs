@@ -81,7 +81,7 @@ impl Encoder {
         format: &MessageFormat,
         out: &mut Vec<u8>,
     ) -> Result<Encoded, MsgpackError> {
-        self.encode_as::<Plain>(body, timestamp_ms, format, out).map(|(encoded, _)| encoded)
+        self.encode_as(&mut Plain, body, timestamp_ms, format, out).map(|(encoded, _)| encoded)
     }
 
     /// `encode`, but the message is appended already escaped as the content of a JSON string
@@ -95,36 +95,37 @@ impl Encoder {
         format: &MessageFormat,
         out: &mut Vec<u8>,
     ) -> Result<(Encoded, usize), MsgpackError> {
-        self.encode_as::<InBody>(body, timestamp_ms, format, out)
+        self.encode_as(&mut InBody::default(), body, timestamp_ms, format, out)
     }
 
-    fn encode_as<F: Form>(
+    fn encode_as<F: Form + Default>(
         &mut self,
+        f: &mut F,
         body: &[u8],
         timestamp_ms: i64,
         format: &MessageFormat,
         out: &mut Vec<u8>,
     ) -> Result<(Encoded, usize), MsgpackError> {
         let start = out.len();
-        let result = self.write_message::<F>(body, timestamp_ms, format, out);
+        let result = self.write_message(f, body, timestamp_ms, format, out);
         match result {
             Ok(Encoded::Message { .. }) => {
                 if out.len() == start || out[start..] == *b"{}" {
                     out.truncate(start);
                     return Ok((Encoded::Empty, 0));
                 }
-                let len = F::message_len(&out[start..]);
+                let len = f.message_len(out.len() - start);
                 if len <= MAX_MESSAGE_BYTES {
                     return Ok((Encoded::Message { truncated: false }, len));
                 }
                 // Rare (a message over 1 MB): cut the message form, then put it in this form.
                 out.truncate(start);
                 let mut message = Vec::with_capacity(len);
-                self.write_message::<Plain>(body, timestamp_ms, format, &mut message)?;
+                self.write_message(&mut Plain, body, timestamp_ms, format, &mut message)?;
                 let marker = format.truncation_marker.as_bytes();
                 truncate_utf8(&mut message, 0, MAX_MESSAGE_BYTES - marker.len());
                 message.extend_from_slice(marker);
-                F::embed(&message, out);
+                F::default().embed(&message, out);
                 Ok((Encoded::Message { truncated: true }, message.len()))
             }
             Ok(other) => {
@@ -141,15 +142,16 @@ impl Encoder {
     /// The message in form `F`, without the size limit.
     fn write_message<F: Form>(
         &mut self,
+        f: &mut F,
         body: &[u8],
         timestamp_ms: i64,
         format: &MessageFormat,
         out: &mut Vec<u8>,
     ) -> Result<Encoded, MsgpackError> {
         match (&format.log_key, &format.metrics) {
-            (Some(path), _) => match self.encode_key::<F>(body, path, out) {
+            (Some(path), _) => match self.encode_key(f, body, path, out) {
                 Ok(Encoded::MissingKey) if format.missing_key == MissingKey::SendRecord => {
-                    self.encode_body::<F>(body, out)
+                    self.encode_body(f, body, out)
                 }
                 other => other,
             },
@@ -159,27 +161,28 @@ impl Encoder {
                 document.clear();
                 let emf = encode_emf(self, body, timestamp_ms, metrics, &mut document);
                 if let Ok(true) = emf {
-                    F::embed(&document, out);
+                    f.embed(&document, out);
                 }
                 self.document = document;
                 match emf {
                     Ok(true) => Ok(Encoded::Message { truncated: false }),
-                    Ok(false) => self.encode_body::<F>(body, out),
+                    Ok(false) => self.encode_body(f, body, out),
                     Err(e) => Err(e),
                 }
             }
-            (None, None) => self.encode_body::<F>(body, out),
+            (None, None) => self.encode_body(f, body, out),
         }
     }
 
-    fn encode_body<F: Form>(&mut self, body: &[u8], out: &mut Vec<u8>) -> Result<Encoded, MsgpackError> {
+    fn encode_body<F: Form>(&mut self, f: &mut F, body: &[u8], out: &mut Vec<u8>) -> Result<Encoded, MsgpackError> {
         let mut reader = Reader::new(body);
-        self.write_json_as::<F>(&mut reader, out)?;
+        self.write_json_as(f, &mut reader, out)?;
         Ok(Encoded::Message { truncated: false })
     }
 
     fn encode_key<F: Form>(
         &mut self,
+        f: &mut F,
         body: &[u8],
         path: &RecordPath,
         out: &mut Vec<u8>,
@@ -189,26 +192,31 @@ impl Encoder {
         };
         let mut reader = Reader::new(value);
         match reader.peek_token()? {
-            Token::Str(s) | Token::Bin(s) => embed_lossy::<F>(s, out),
-            _ => self.write_json_as::<F>(&mut reader, out)?,
+            Token::Str(s) | Token::Bin(s) => embed_lossy(f, s, out),
+            _ => self.write_json_as(f, &mut reader, out)?,
         }
         Ok(Encoded::Message { truncated: false })
     }
 
     /// Transcodes one msgpack object to compact JSON.
     pub(crate) fn write_json(&mut self, reader: &mut Reader<'_>, out: &mut Vec<u8>) -> Result<(), MsgpackError> {
-        self.write_json_as::<Plain>(reader, out)
+        self.write_json_as(&mut Plain, reader, out)
     }
 
     /// Transcodes one msgpack object to compact JSON in form `F`.
-    fn write_json_as<F: Form>(&mut self, reader: &mut Reader<'_>, out: &mut Vec<u8>) -> Result<(), MsgpackError> {
+    fn write_json_as<F: Form>(
+        &mut self,
+        f: &mut F,
+        reader: &mut Reader<'_>,
+        out: &mut Vec<u8>,
+    ) -> Result<(), MsgpackError> {
         let stack = &mut self.stack;
         stack.clear();
         loop {
             let token = reader.next_token()?;
             if let Some(top) = stack.last_mut() {
                 if top.is_map && !top.in_value {
-                    write_key::<F>(reader, token, out)?;
+                    write_key(f, reader, token, out)?;
                     out.push(b':');
                     top.in_value = true;
                     continue;
@@ -225,7 +233,7 @@ impl Encoder {
                     stack.push(Frame { remaining: n as u64, is_map: true, in_value: false });
                     continue;
                 }
-                scalar => write_scalar_as::<F>(scalar, out),
+                scalar => write_scalar_as(f, scalar, out),
             }
             // A value is complete: close every container it completes.
             loop {
@@ -257,34 +265,39 @@ fn skip_contents(reader: &mut Reader<'_>, header: Token<'_>) -> Result<(), Msgpa
     Ok(())
 }
 
-fn write_key<F: Form>(reader: &mut Reader<'_>, token: Token<'_>, out: &mut Vec<u8>) -> Result<(), MsgpackError> {
+fn write_key<F: Form>(
+    f: &mut F,
+    reader: &mut Reader<'_>,
+    token: Token<'_>,
+    out: &mut Vec<u8>,
+) -> Result<(), MsgpackError> {
     match token {
-        Token::Str(s) => push_json_string_as::<F>(s, out),
-        Token::Bin(b) => push_binary::<F>(b, out),
+        Token::Str(s) => push_json_string_as(f, s, out),
+        Token::Bin(b) => push_binary(f, b, out),
         Token::Array(_) => {
             skip_contents(reader, token)?;
-            F::quoted(b"(array)", out);
+            f.quoted(b"(array)", out);
         }
         Token::Map(_) => {
             skip_contents(reader, token)?;
-            F::quoted(b"(map)", out);
+            f.quoted(b"(map)", out);
         }
-        Token::Ext(_, data) => push_base64_string::<F>(data, out),
+        Token::Ext(_, data) => push_base64_string(f, data, out),
         scalar => {
             // numbers, booleans, nil: their JSON text, quoted
-            out.extend_from_slice(F::QUOTE);
-            write_scalar_as::<F>(scalar, out);
-            out.extend_from_slice(F::QUOTE);
+            f.quote(out);
+            write_scalar_as(f, scalar, out);
+            f.quote(out);
         }
     }
     Ok(())
 }
 
 pub(crate) fn write_scalar(token: Token<'_>, out: &mut Vec<u8>) {
-    write_scalar_as::<Plain>(token, out)
+    write_scalar_as(&mut Plain, token, out)
 }
 
-fn write_scalar_as<F: Form>(token: Token<'_>, out: &mut Vec<u8>) {
+fn write_scalar_as<F: Form>(f: &mut F, token: Token<'_>, out: &mut Vec<u8>) {
     match token {
         Token::Nil => out.extend_from_slice(b"null"),
         Token::Bool(true) => out.extend_from_slice(b"true"),
@@ -298,9 +311,9 @@ fn write_scalar_as<F: Form>(token: Token<'_>, out: &mut Vec<u8>) {
         }
         Token::F32(f) => push_float(f as f64, f.is_finite(), |out| write!(out, "{f}"), out),
         Token::F64(f) => push_float(f, f.is_finite(), |out| write!(out, "{f}"), out),
-        Token::Str(s) => push_json_string_as::<F>(s, out),
-        Token::Bin(b) => push_binary::<F>(b, out),
-        Token::Ext(_, data) => push_base64_string::<F>(data, out),
+        Token::Str(s) => push_json_string_as(f, s, out),
+        Token::Bin(b) => push_binary(f, b, out),
+        Token::Ext(_, data) => push_base64_string(f, data, out),
         // empty containers (non-empty ones are opened by the caller)
         Token::Array(_) => out.extend_from_slice(b"[]"),
         Token::Map(_) => out.extend_from_slice(b"{}"),
@@ -345,43 +358,43 @@ fn push_u64(mut n: u64, out: &mut Vec<u8>) {
     out.extend_from_slice(&digits[i..]);
 }
 
-fn push_binary<F: Form>(b: &[u8], out: &mut Vec<u8>) {
+fn push_binary<F: Form>(f: &mut F, b: &[u8], out: &mut Vec<u8>) {
     if std::str::from_utf8(b).is_ok() {
-        F::quoted(b, out);
+        f.quoted(b, out);
     } else {
-        push_base64_string::<F>(b, out);
+        push_base64_string(f, b, out);
     }
 }
 
 /// A msgpack string as a JSON string, invalid UTF-8 replaced by U+FFFD.
 pub(crate) fn push_json_string(s: &[u8], out: &mut Vec<u8>) {
-    push_json_string_as::<Plain>(s, out)
+    push_json_string_as(&mut Plain, s, out)
 }
 
-fn push_json_string_as<F: Form>(s: &[u8], out: &mut Vec<u8>) {
+fn push_json_string_as<F: Form>(f: &mut F, s: &[u8], out: &mut Vec<u8>) {
     if std::str::from_utf8(s).is_ok() {
-        F::quoted(s, out);
+        f.quoted(s, out);
         return;
     }
-    out.extend_from_slice(F::QUOTE);
+    f.quote(out);
     for chunk in s.utf8_chunks() {
-        F::escape(chunk.valid().as_bytes(), out);
+        f.escape(chunk.valid().as_bytes(), out);
         if !chunk.invalid().is_empty() {
             out.extend_from_slice("\u{FFFD}".as_bytes());
         }
     }
-    out.extend_from_slice(F::QUOTE);
+    f.quote(out);
 }
 
 /// A raw string value (the `log_key` case) as a whole message in form `F`, invalid UTF-8
 /// replaced.
-fn embed_lossy<F: Form>(s: &[u8], out: &mut Vec<u8>) {
+fn embed_lossy<F: Form>(f: &mut F, s: &[u8], out: &mut Vec<u8>) {
     if std::str::from_utf8(s).is_ok() {
-        F::embed(s, out);
+        f.embed(s, out);
         return;
     }
     for chunk in s.utf8_chunks() {
-        F::embed(chunk.valid().as_bytes(), out);
+        f.embed(chunk.valid().as_bytes(), out);
         if !chunk.invalid().is_empty() {
             out.extend_from_slice("\u{FFFD}".as_bytes());
         }
@@ -391,63 +404,74 @@ fn embed_lossy<F: Form>(s: &[u8], out: &mut Vec<u8>) {
 /// The two forms a message is written in.
 trait Form {
     /// The quote of a JSON string inside the message.
-    const QUOTE: &'static [u8];
+    fn quote(&mut self, out: &mut Vec<u8>);
     /// The content of a JSON string inside the message (valid UTF-8 in).
-    fn escape(s: &[u8], out: &mut Vec<u8>);
+    fn escape(&mut self, s: &[u8], out: &mut Vec<u8>);
     /// A whole message given in message form (a raw `log_key` string, an EMF document).
-    fn embed(message: &[u8], out: &mut Vec<u8>);
-    /// The length of the message that `written` (in this form) stands for.
-    fn message_len(written: &[u8]) -> usize;
+    fn embed(&mut self, message: &[u8], out: &mut Vec<u8>);
+    /// The length of the message that the `written` bytes of this form stand for.
+    fn message_len(&self, written: usize) -> usize;
 
-    fn quoted(s: &[u8], out: &mut Vec<u8>) {
-        out.extend_from_slice(Self::QUOTE);
-        Self::escape(s, out);
-        out.extend_from_slice(Self::QUOTE);
+    fn quoted(&mut self, s: &[u8], out: &mut Vec<u8>) {
+        self.quote(out);
+        self.escape(s, out);
+        self.quote(out);
     }
 }
 
 /// The message as CloudWatch stores it.
+#[derive(Default)]
 struct Plain;
 
 impl Form for Plain {
-    const QUOTE: &'static [u8] = b"\"";
-    fn escape(s: &[u8], out: &mut Vec<u8>) {
-        push_escaped(s, out)
+    fn quote(&mut self, out: &mut Vec<u8>) {
+        out.push(b'"');
     }
-    fn embed(message: &[u8], out: &mut Vec<u8>) {
+    fn escape(&mut self, s: &[u8], out: &mut Vec<u8>) {
+        push_escaped(s, out);
+    }
+    fn embed(&mut self, message: &[u8], out: &mut Vec<u8>) {
         out.extend_from_slice(message)
     }
-    fn message_len(written: &[u8]) -> usize {
-        written.len()
+    fn message_len(&self, written: usize) -> usize {
+        written
     }
 }
 
-/// The message already escaped as the content of the request body's `"message"` string.
-struct InBody;
+/// The message already escaped as the content of the request body's `"message"` string. It
+/// counts the bytes escaping added, so the message's own length needs no second pass.
+#[derive(Default)]
+struct InBody {
+    added: usize,
+}
 
 impl Form for InBody {
-    const QUOTE: &'static [u8] = b"\\\"";
-    fn escape(s: &[u8], out: &mut Vec<u8>) {
-        push_escaped_twice(s, out)
+    fn quote(&mut self, out: &mut Vec<u8>) {
+        out.extend_from_slice(b"\\\"");
+        self.added += 1;
     }
-    fn embed(message: &[u8], out: &mut Vec<u8>) {
-        push_escaped(message, out)
+    fn escape(&mut self, s: &[u8], out: &mut Vec<u8>) {
+        self.added += push_escaped_twice(s, out);
     }
-    fn message_len(written: &[u8]) -> usize {
-        unescaped_len(written)
+    fn embed(&mut self, message: &[u8], out: &mut Vec<u8>) {
+        self.added += push_escaped(message, out);
+    }
+    fn message_len(&self, written: usize) -> usize {
+        written - self.added
     }
 }
 
 /// `s` (valid UTF-8) as a quoted JSON string.
 pub fn push_escaped_quoted(s: &[u8], out: &mut Vec<u8>) {
     out.push(b'"');
-    push_escaped(s, out);
+    let _ = push_escaped(s, out);
     out.push(b'"');
 }
 
-/// JSON-escapes valid UTF-8, copying unescaped runs whole.
-fn push_escaped(s: &[u8], out: &mut Vec<u8>) {
+/// JSON-escapes valid UTF-8, copying unescaped runs whole. Returns the bytes escaping added.
+fn push_escaped(s: &[u8], out: &mut Vec<u8>) -> usize {
     const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut added = 0;
     let mut run = 0;
     let mut i = next_escape(s, 0);
     while let Some(&b) = s.get(i) {
@@ -464,13 +488,16 @@ fn push_escaped(s: &[u8], out: &mut Vec<u8>) {
         };
         if escape.is_empty() {
             out.extend_from_slice(&[b'\\', b'u', b'0', b'0', HEX[(b >> 4) as usize], HEX[(b & 15) as usize]]);
+            added += 5;
         } else {
             out.extend_from_slice(escape);
+            added += escape.len() - 1;
         }
         run = i + 1;
         i = next_escape(s, run);
     }
     out.extend_from_slice(&s[run..]);
+    added
 }
 
 /// The index of the first byte at or after `from` that JSON must escape (`"`, `\`, below
@@ -502,9 +529,10 @@ fn next_escape(s: &[u8], from: usize) -> usize {
 }
 
 /// JSON-escapes the JSON-escaped form of `s`: a string inside a message, written straight as
-/// part of the request body's `"message"` string.
-fn push_escaped_twice(s: &[u8], out: &mut Vec<u8>) {
+/// part of the request body's `"message"` string. Returns the bytes the second escaping added.
+fn push_escaped_twice(s: &[u8], out: &mut Vec<u8>) -> usize {
     const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut added = 0;
     let mut run = 0;
     let mut i = next_escape(s, 0);
     while let Some(&b) = s.get(i) {
@@ -519,54 +547,24 @@ fn push_escaped_twice(s: &[u8], out: &mut Vec<u8>) {
             0x0c => b"\\\\f",
             _ => b"",
         };
+        // what the first escaping made of the byte is what the message holds; the rest is added
         if escape.is_empty() {
             out.extend_from_slice(&[b'\\', b'\\', b'u', b'0', b'0', HEX[(b >> 4) as usize], HEX[(b & 15) as usize]]);
+            added += 1; // `\u00XX` (6) became `\\u00XX` (7)
         } else {
             out.extend_from_slice(escape);
+            added += escape.len() / 2; // `\"` (2) became `\\\"` (4); `\n` (2) became `\\n` (3)
         }
         run = i + 1;
         i = next_escape(s, run);
     }
     out.extend_from_slice(&s[run..]);
+    added
 }
 
-/// The length of the text that JSON-string content `escaped` stands for.
-fn unescaped_len(escaped: &[u8]) -> usize {
-    let mut len = escaped.len();
-    let mut at = next_backslash(escaped, 0);
-    while at < escaped.len() {
-        // `\uXXXX` stands for one byte here (only control characters are written so); the
-        // other escapes are two bytes for one
-        len -= if escaped.get(at + 1) == Some(&b'u') { 5 } else { 1 };
-        at = next_backslash(escaped, at + 2);
-    }
-    len
-}
-
-/// The index of the first `\` at or after `from`, or `s.len()`; eight bytes at a time.
-fn next_backslash(s: &[u8], from: usize) -> usize {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGH: u64 = 0x8080_8080_8080_8080;
-    let rest = s.get(from..).unwrap_or_default();
-    let mut words = rest.chunks_exact(8);
-    let mut offset = from;
-    for word in &mut words {
-        let mut bytes = [0u8; 8];
-        bytes.copy_from_slice(word);
-        let x = u64::from_le_bytes(bytes) ^ (ONES * b'\\' as u64);
-        let hits = x.wrapping_sub(ONES) & !x & HIGH;
-        if hits != 0 {
-            return offset + (hits.trailing_zeros() / 8) as usize;
-        }
-        offset += 8;
-    }
-    let tail = words.remainder();
-    offset + tail.iter().position(|&b| b == b'\\').unwrap_or(tail.len())
-}
-
-fn push_base64_string<F: Form>(data: &[u8], out: &mut Vec<u8>) {
+fn push_base64_string<F: Form>(f: &mut F, data: &[u8], out: &mut Vec<u8>) {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    out.extend_from_slice(F::QUOTE);
+    f.quote(out);
     for group in data.chunks(3) {
         let b = [group[0], *group.get(1).unwrap_or(&0), *group.get(2).unwrap_or(&0)];
         let n = (b[0] as u32) << 16 | (b[1] as u32) << 8 | b[2] as u32;
@@ -575,7 +573,7 @@ fn push_base64_string<F: Form>(data: &[u8], out: &mut Vec<u8>) {
             out.push(if i <= group.len() { ALPHABET[*s as usize] } else { b'=' });
         }
     }
-    out.extend_from_slice(F::QUOTE);
+    f.quote(out);
 }
 
 /// Cuts the message that starts at `start` to at most `max` bytes on a UTF-8 boundary.
