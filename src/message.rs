@@ -470,13 +470,24 @@ pub fn push_escaped_quoted(s: &[u8], out: &mut Vec<u8>) {
 
 /// JSON-escapes valid UTF-8, copying unescaped runs whole. Returns the bytes escaping added.
 fn push_escaped(s: &[u8], out: &mut Vec<u8>) -> usize {
+    escape_into::<false>(s, out)
+}
+
+/// JSON-escapes the JSON-escaped form of `s`: a string inside a message, written straight as
+/// part of the request body's `"message"` string. Returns the bytes the second escaping added.
+fn push_escaped_twice(s: &[u8], out: &mut Vec<u8>) -> usize {
+    escape_into::<true>(s, out)
+}
+
+/// Escapes once, or `TWICE` (the escape sequences themselves escaped again).
+fn escape_into<const TWICE: bool>(s: &[u8], out: &mut Vec<u8>) -> usize {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut added = 0;
     let mut run = 0;
     let mut i = next_escape(s, 0);
     while let Some(&b) = s.get(i) {
         out.extend_from_slice(&s[run..i]);
-        let escape: &[u8] = match b {
+        let once: &[u8] = match b {
             b'"' => b"\\\"",
             b'\\' => b"\\\\",
             b'\n' => b"\\n",
@@ -486,12 +497,20 @@ fn push_escaped(s: &[u8], out: &mut Vec<u8>) -> usize {
             0x0c => b"\\f",
             _ => b"",
         };
-        if escape.is_empty() {
-            out.extend_from_slice(&[b'\\', b'u', b'0', b'0', HEX[(b >> 4) as usize], HEX[(b & 15) as usize]]);
-            added += 5;
+        let unicode = [b'\\', b'u', b'0', b'0', HEX[(b >> 4) as usize], HEX[(b & 15) as usize]];
+        let once = if once.is_empty() { &unicode[..] } else { once };
+        if TWICE {
+            // each backslash of the sequence escaped again; what the message holds is `once`
+            for &c in once {
+                if c == b'\\' || c == b'"' {
+                    out.push(b'\\');
+                    added += 1;
+                }
+                out.push(c);
+            }
         } else {
-            out.extend_from_slice(escape);
-            added += escape.len() - 1;
+            out.extend_from_slice(once);
+            added += once.len() - 1;
         }
         run = i + 1;
         i = next_escape(s, run);
@@ -526,40 +545,6 @@ fn next_escape(s: &[u8], from: usize) -> usize {
     }
     let tail = words.remainder();
     offset + tail.iter().position(|&b| b == b'"' || b == b'\\' || b < 0x20).unwrap_or(tail.len())
-}
-
-/// JSON-escapes the JSON-escaped form of `s`: a string inside a message, written straight as
-/// part of the request body's `"message"` string. Returns the bytes the second escaping added.
-fn push_escaped_twice(s: &[u8], out: &mut Vec<u8>) -> usize {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut added = 0;
-    let mut run = 0;
-    let mut i = next_escape(s, 0);
-    while let Some(&b) = s.get(i) {
-        out.extend_from_slice(&s[run..i]);
-        let escape: &[u8] = match b {
-            b'"' => b"\\\\\\\"",
-            b'\\' => b"\\\\\\\\",
-            b'\n' => b"\\\\n",
-            b'\r' => b"\\\\r",
-            b'\t' => b"\\\\t",
-            0x08 => b"\\\\b",
-            0x0c => b"\\\\f",
-            _ => b"",
-        };
-        // what the first escaping made of the byte is what the message holds; the rest is added
-        if escape.is_empty() {
-            out.extend_from_slice(&[b'\\', b'\\', b'u', b'0', b'0', HEX[(b >> 4) as usize], HEX[(b & 15) as usize]]);
-            added += 1; // `\u00XX` (6) became `\\u00XX` (7)
-        } else {
-            out.extend_from_slice(escape);
-            added += escape.len() / 2; // `\"` (2) became `\\\"` (4); `\n` (2) became `\\n` (3)
-        }
-        run = i + 1;
-        i = next_escape(s, run);
-    }
-    out.extend_from_slice(&s[run..]);
-    added
 }
 
 fn push_base64_string<F: Form>(f: &mut F, data: &[u8], out: &mut Vec<u8>) {

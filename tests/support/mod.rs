@@ -86,28 +86,27 @@ impl Moto {
         }
     }
 
-    /// Every event of `group`, read back as the log account's reader.
-    /// DescribeLogGroups (retention, KMS key) and the group's tags, as the log account's admin.
-    pub fn describe_group(&self, group: &str) -> serde_json::Value {
+    /// Runs a fixture command about `group` and returns its standard output.
+    fn fixture(&self, command: &str, group: &str) -> Vec<u8> {
         let out = Command::new(python())
             .arg(root().join("tests/support/moto_fixture.py"))
-            .args(["describe", "--group", group, "--state"])
+            .args([command, "--group", group, "--state"])
             .arg(&self.state)
             .output()
             .unwrap();
-        assert!(out.status.success(), "describe failed: {}", String::from_utf8_lossy(&out.stderr));
-        serde_json::from_slice(&out.stdout).unwrap()
+        assert!(out.status.success(), "{command} failed: {}", String::from_utf8_lossy(&out.stderr));
+        out.stdout
     }
 
+    /// DescribeLogGroups (retention, KMS key) and the group's tags, as the log account's reader.
+    pub fn describe_group(&self, group: &str) -> serde_json::Value {
+        serde_json::from_slice(&self.fixture("describe", group)).unwrap()
+    }
+
+    /// Every event of `group`, read back as the log account's reader.
     pub fn read(&self, group: &str) -> Vec<Event> {
-        let out = Command::new(python())
-            .arg(root().join("tests/support/moto_fixture.py"))
-            .args(["read", "--group", group, "--state"])
-            .arg(&self.state)
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "read failed: {}", String::from_utf8_lossy(&out.stderr));
-        String::from_utf8(out.stdout)
+        let out = self.fixture("read", group);
+        String::from_utf8(out)
             .unwrap()
             .lines()
             .map(|l| {
