@@ -293,23 +293,10 @@ fn group_rule(get: &impl Fn(&str) -> Option<String>) -> Result<NameRule, ConfigE
         }
         None => "fluentbit-default".to_owned(),
     };
-    let name = get("log_group_name").map(|v| template_or_fixed("log_group_name", &v, NameKind::Group)).transpose()?;
-    let rule = match (get("log_group_template"), name) {
-        (Some(t), name) => {
-            let template = parse_template("log_group_template", &t, NameKind::Group)?;
-            let fallback = match name {
-                Some(NameRule::Fixed(n)) => NameRule::Fixed(n),
-                _ => NameRule::Fixed(default),
-            };
-            NameRule::Template { template, fallback: Box::new(fallback) }
-        }
-        (None, Some(NameRule::Template { template, .. })) => {
-            NameRule::Template { template, fallback: Box::new(NameRule::Fixed(default)) }
-        }
-        (None, Some(fixed)) => fixed,
-        (None, None) => return Err(missing("log_group_name", "a log group name (or set log_group_template)")),
-    };
-    Ok(rule)
+    let template = get("log_group_template").map(|t| parse_template("log_group_template", &t, NameKind::Group));
+    let base = get("log_group_name").map(|v| configured("log_group_name", &v, NameKind::Group)).transpose()?;
+    name_rule(template.transpose()?, base, default)
+        .ok_or_else(|| missing("log_group_name", "a log group name (or set log_group_template)"))
 }
 
 /// `log_stream_template` over `log_stream_name` / `log_stream_prefix` over `default_log_stream_name`.
@@ -323,35 +310,37 @@ fn stream_rule(get: &impl Fn(&str) -> Option<String>) -> Result<NameRule, Config
     };
     let template = get("log_stream_template").map(|t| parse_template("log_stream_template", &t, NameKind::Stream));
     let base = match (get("log_stream_name"), get("log_stream_prefix")) {
-        (Some(name), None) => Some(template_or_fixed("log_stream_name", &name, NameKind::Stream)?),
+        (Some(name), None) => Some(configured("log_stream_name", &name, NameKind::Stream)?),
         (None, Some(prefix)) => {
             check_stream_name(&prefix).map_err(|a| bad("log_stream_prefix", &prefix, a))?;
-            Some(NameRule::TagPrefix(prefix))
+            Some(Configured::Static(NameRule::TagPrefix(prefix)))
         }
         (Some(_), Some(prefix)) => {
             return Err(bad("log_stream_prefix", &prefix, "unset when log_stream_name is set (set exactly one)"))
         }
-        (None, None) if template.is_some() => None,
-        (None, None) => {
-            return Err(missing(
-                "log_stream_name",
-                "a stream name, or set log_stream_prefix (exactly one), or log_stream_template",
-            ))
-        }
+        (None, None) => None,
     };
-    Ok(match (template.transpose()?, base) {
-        (Some(template), Some(NameRule::Template { .. }) | None) => {
-            NameRule::Template { template, fallback: Box::new(NameRule::Fixed(default)) }
-        }
-        (Some(template), Some(fallback)) => NameRule::Template { template, fallback: Box::new(fallback) },
-        (None, Some(NameRule::Template { template, .. })) => {
-            NameRule::Template { template, fallback: Box::new(NameRule::Fixed(default)) }
-        }
-        (None, Some(rule)) => rule,
-        (None, None) => {
-            return Err(missing("log_stream_name", "a stream name, log_stream_prefix or log_stream_template"))
-        }
+    name_rule(template.transpose()?, base, default).ok_or_else(|| {
+        missing("log_stream_name", "a stream name, or set log_stream_prefix (exactly one), or log_stream_template")
     })
+}
+
+/// A configured name: static (a fixed name or a prefix), or holding variables.
+enum Configured {
+    Static(NameRule),
+    Template(Template),
+}
+
+/// The explicit template wins, then a configured name holding variables; what falls back when
+/// a variable cannot be resolved is the static configured name, else the default.
+fn name_rule(template: Option<Template>, base: Option<Configured>, default: String) -> Option<NameRule> {
+    let (template, fallback) = match (template, base) {
+        (Some(template), Some(Configured::Static(fallback))) => (template, fallback),
+        (Some(template), _) | (None, Some(Configured::Template(template))) => (template, NameRule::Fixed(default)),
+        (None, Some(Configured::Static(rule))) => return Some(rule),
+        (None, None) => return None,
+    };
+    Some(NameRule::Template { template, fallback: Box::new(fallback) })
 }
 
 fn parse_template(key: &'static str, text: &str, kind: NameKind) -> Result<Template, ConfigError> {
@@ -359,16 +348,16 @@ fn parse_template(key: &'static str, text: &str, kind: NameKind) -> Result<Templ
 }
 
 /// A name with a `$` is a template (the Go plugin's `$(...)` or record-accessor variables).
-fn template_or_fixed(key: &'static str, v: &str, kind: NameKind) -> Result<NameRule, ConfigError> {
+fn configured(key: &'static str, v: &str, kind: NameKind) -> Result<Configured, ConfigError> {
     if v.contains('$') {
         let template = parse_template(key, v, kind)?;
         if !template.is_static() {
-            return Ok(NameRule::Template { template, fallback: Box::new(NameRule::Fixed(String::new())) });
+            return Ok(Configured::Template(template));
         }
     }
     let check = if kind == NameKind::Group { check_group_name } else { check_stream_name };
     check(v).map_err(|a| bad(key, v, a))?;
-    Ok(NameRule::Fixed(v.to_owned()))
+    Ok(Configured::Static(NameRule::Fixed(v.to_owned())))
 }
 
 fn new_group(get: &impl Fn(&str) -> Option<String>) -> Result<NewGroup, ConfigError> {

@@ -18,8 +18,6 @@
 use crate::message::{push_escaped_quoted, push_i64, push_json_string, write_scalar, Encoder};
 use crate::msgpack::{MsgpackError, Reader, Token};
 
-/// The namespace of the C `cloudwatch_logs` plugin when `metric_namespace` is not set.
-pub const DEFAULT_NAMESPACE: &str = "fluent-bit-metrics";
 /// EMF: a MetricDirective's `Metrics` holds at most 100 definitions.
 pub const MAX_METRICS: usize = 100;
 /// EMF: a DimensionSet holds at most 30 keys.
@@ -347,7 +345,7 @@ mod tests {
 
     fn format(dimensions: &str) -> MetricFormat {
         let dimensions = if dimensions.is_empty() { Vec::new() } else { parse_dimensions(dimensions).unwrap() };
-        MetricFormat { namespace: DEFAULT_NAMESPACE.into(), dimensions }
+        MetricFormat { namespace: "fluent-bit-metrics".into(), dimensions }
     }
 
     /// The document as JSON, or `None` for `Ok(false)` (after checking `out` was left alone).
