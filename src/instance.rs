@@ -49,7 +49,7 @@ impl std::fmt::Display for InitError {
 /// Buffers one flush needs, kept for the next flush: reusing them keeps the allocator from
 /// growing under steady traffic.
 #[derive(Default)]
-pub struct Scratch {
+struct Scratch {
     plan: Plan,
     encoder: Encoder,
     /// One PutLogEvents body at a time.
@@ -228,14 +228,14 @@ impl Instance {
     }
 
     /// Delivers a planned chunk.
-    pub async fn flush(&self, scratch: &mut Scratch, tag: &str) -> FlushResult {
+    async fn flush(&self, scratch: &mut Scratch, tag: &str) -> FlushResult {
         let deadline = Instant::now() + self.config.flush_timeout;
         let Scratch { plan, body, .. } = scratch;
         let plan: &Plan = plan;
         let batches = plan.batches.len();
 
         // Fingerprinting costs a pass over the chunk: only done while some chunk awaits a retry.
-        let earlier = self.lock_progress(|p| !p.is_empty()).then(|| ChunkId::of_plan(tag, &plan.arena, &plan.events));
+        let earlier = self.lock_progress(|p| !p.is_empty()).then(|| ChunkId::of_plan(tag, plan));
         let mut done = earlier.and_then(|id| self.lock_progress(|p| p.take(&id, batches)));
         let retried = done.is_some();
         if !retried {
@@ -282,7 +282,7 @@ impl Instance {
             delivered
         );
         if retry {
-            let id = ChunkId::of_plan(tag, &plan.arena, &plan.events);
+            let id = ChunkId::of_plan(tag, plan);
             let done = std::mem::take(done);
             self.lock_progress(|p| p.put(id, done, std::time::Instant::now()));
         }

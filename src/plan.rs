@@ -62,6 +62,9 @@ pub struct Plan {
     pub dropped: Dropped,
     /// Set when the buffer stops being msgpack; records before it are in the plan.
     pub damage: Option<Damage>,
+    /// A hash of what the arena does not hold: every record's full time (nanoseconds) and each
+    /// event's destination. With the arena it identifies the chunk (`ChunkId::of_plan`).
+    pub identity: u64,
 }
 
 impl Plan {
@@ -79,6 +82,7 @@ impl Plan {
         self.truncated = 0;
         self.dropped = Dropped::default();
         self.damage = None;
+        self.identity = 0;
     }
 
     /// Fills the plan from one flush buffer with this tag.
@@ -112,6 +116,7 @@ impl Plan {
                 }
             };
             self.records += 1;
+            self.mix(record.time.secs ^ (record.time.nanos as u64) << 34);
             let start = self.arena.len();
             let timestamp = record.time.millis();
             match encoder.encode_escaped(record.body, timestamp, format, &mut self.arena) {
@@ -129,6 +134,7 @@ impl Plan {
                     } else {
                         0
                     };
+                    self.mix(key as u64);
                     let stored = (self.arena.len() - start) as u32;
                     self.events.push(LogEvent { timestamp, start: start as u32, stored, len: len as u32, key });
                 }
@@ -145,6 +151,10 @@ impl Plan {
         }
         sort_events(&mut self.events);
         self.batches.extend(batches(&self.events));
+    }
+
+    fn mix(&mut self, word: u64) {
+        self.identity = (self.identity.rotate_left(23) ^ word).wrapping_mul(0x9E37_79B9_7F4A_7C15);
     }
 
     /// The key of this record's (group, stream), added on first sight. `Err` carries the key
@@ -274,6 +284,24 @@ mod tests {
         let msgs: Vec<_> = plan.events.iter().map(|e| (e.timestamp, message(e, &plan.arena))).collect();
         assert_eq!(msgs, vec![(100_000, "a".to_string()), (200_000, "b".to_string())]);
         assert_eq!(plan.batches, vec![0..2]);
+    }
+
+    #[test]
+    fn a_chunk_is_known_by_its_plan_to_the_nanosecond() {
+        let id = |nanos: u32, msg: &str| {
+            let mut chunk = vec![0x92, 0x92, 0xd7, 0x00];
+            chunk.extend(100u32.to_be_bytes());
+            chunk.extend(nanos.to_be_bytes());
+            chunk.push(0x80);
+            chunk.extend(rmp_serde::to_vec(&serde_json::json!({ "log": msg })).unwrap());
+            let mut plan = Plan::default();
+            plan.build(&chunk, "t", fixed(), &MessageFormat::default(), &mut Encoder::new());
+            crate::progress::ChunkId::of_plan("t", &plan)
+        };
+        assert_eq!(id(5, "a"), id(5, "a"));
+        // same millisecond, same message: still another chunk
+        assert_ne!(id(5, "a"), id(6, "a"));
+        assert_ne!(id(5, "a"), id(5, "b"));
     }
 
     #[test]
