@@ -54,7 +54,7 @@ pub const KEYS: &[Key] = &[
     key("log_key", "-", "C, Go", "Send only this value: a top-level key (exact match) or a path `$key['sub']['x']`. Strings as they are; maps, arrays, numbers and booleans as JSON."),
     key("log_key_missing", "`drop`", "-", "A record without `log_key`: `drop` (counted and logged) or `record` (send the whole record as JSON)."),
     key("log_format", "-, `json/emf` with `metric_namespace`", "C, Go", "Sent as the `x-amzn-logs-format` header of PutLogEvents (e.g. `json/emf`)."),
-    key("metric_namespace", "-", "C", "Turns records with numeric fields into Embedded Metric Format: their numbers become metrics in this namespace; other records are sent as they are."),
+    key("metric_namespace", "-", "C", "Turns records with numeric fields into Embedded Metric Format: their numbers become metrics in this namespace; other records are sent as they are. Not used together with `log_key` (which wins)."),
     key("metric_dimensions", "-", "C", "EMF dimension sets: `a,b;c` means [[a,b],[c]]; a set is used when the record has every key as a string."),
     key("extra_user_agent", "-", "C, Go", "Appended to the User-Agent of every AWS call (`cloudwatch_rs-<value>`; letters, digits and `!#$%&'*+-.^_~`)."),
     key("auto_retry_requests", "`on`", "C", "Retry failed calls within the flush (backoff with jitter until `flush_timeout`); `off`: one attempt, then RETRY to Fluent Bit."),

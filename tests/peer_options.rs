@@ -111,6 +111,8 @@ fn every_key_in(profile: Profile) {
     // no kubernetes fields: both templates fall back; no log key: the whole record is sent
     chunk.extend(record(v2, t + 2, 0, &json!({"other": "field"})));
     assert_eq!(host.flush(&out, &chunk, "app.web"), 1);
+    // the same fallback again in a later chunk: counted again, not logged again
+    assert_eq!(host.flush(&out, &record(v2, t + 3, 0, &json!({"other": "again"})), "app.web"), 1);
     // the retention policy is set in the background, and stats_interval is 1 s
     let until = Instant::now() + Duration::from_secs(5);
     while Instant::now() < until && endpoint.calls().iter().filter(|c| c.op == "PutRetentionPolicy").count() < 3 {
@@ -129,6 +131,7 @@ fn every_key_in(profile: Profile) {
         ("/ecs/prod-cluster/dev", "app-db-1-0123456789abcdef0123456789abcdef", r#"{"nested":true}"#),
         ("/ecs/prod-cluster/prod", "app-web-1-0123456789abcdef0123456789abcdef", "one"),
         ("/ecs/prod-cluster/prod", "app-web-2-0123456789abcdef0123456789abcdef", "two"),
+        ("static-group", "fallback-stream", r#"{"other":"again"}"#),
         ("static-group", "fallback-stream", r#"{"other":"field"}"#),
     ];
     let want: Vec<(String, String, String)> =
@@ -168,8 +171,8 @@ fn every_key_in(profile: Profile) {
     assert_eq!(fallback_lines, 1, "{log}");
     assert!(log.lines().any(|l| l.contains(&format!("[ info] [output:cloudwatch_rs:{instance}] stats: "))), "{log}");
     assert!(log.lines().any(|l| l.contains("[debug]")), "plugin_log_level debug: {log}");
-    assert_eq!(cwrs_test_host::exit_counter(&log, &instance, "events_sent"), 4);
-    assert_eq!(cwrs_test_host::exit_counter(&log, &instance, "name_fallbacks"), 1);
+    assert_eq!(cwrs_test_host::exit_counter(&log, &instance, "events_sent"), 5);
+    assert_eq!(cwrs_test_host::exit_counter(&log, &instance, "name_fallbacks"), 2);
     assert_eq!(cwrs_test_host::exit_counter(&log, &instance, "groups_created"), 3);
     assert!(!log.contains("add_entity"), "add_entity false must not warn: {log}");
 }
