@@ -308,7 +308,9 @@ impl Instance {
         Stats::add(&s.dropped_empty, plan.dropped.empty);
         Stats::add(&s.dropped_missing_key, plan.dropped.missing_key);
         Stats::add(&s.name_fallbacks, plan.fallbacks);
-        for (variable, name) in &plan.fallback_examples {
+        for (variable, key) in &plan.fallback_examples {
+            let Some(to) = plan.keys.get(*key as usize) else { continue };
+            let name = format!("{}/{}", to.group, to.stream);
             let first_time = {
                 let mut logged = self.fallbacks_logged.lock().unwrap_or_else(|p| p.into_inner());
                 logged.len() < FALLBACKS_LOGGED && logged.insert(format!("{variable} {name}"))

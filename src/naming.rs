@@ -54,7 +54,7 @@ impl NameRule {
 
     /// Writes the name for one record into `out`. `Err` says which variable was unresolved;
     /// `out` then holds the fallback name.
-    pub fn write(&self, tag: &str, body: &[u8], vars: &Vars<'_>, out: &mut String) -> Result<(), Unresolved> {
+    pub fn write(&self, tag: &str, body: &[u8], vars: &Vars<'_>, out: &mut String) -> Result<(), Unresolved<'_>> {
         match self {
             NameRule::Template { template, fallback } => template.render(tag, body, vars, out).inspect_err(|_| {
                 fallback.write_static(tag, out);

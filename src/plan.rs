@@ -17,7 +17,7 @@ pub struct Naming<'a> {
     pub vars: &'a Vars<'a>,
 }
 
-/// Distinct (variable, fallback name) pairs a plan keeps for the log line.
+/// Distinct (variable, fallback name) pairs a plan keeps for the log line (once per chunk).
 const FALLBACK_EXAMPLES: usize = 8;
 
 /// Records that were not turned into events, by reason.
@@ -52,8 +52,8 @@ pub struct Plan {
     pub keys: Vec<StreamKey>,
     /// Events named by a fallback because a template variable could not be resolved.
     pub fallbacks: u64,
-    /// The first few distinct (variable, fallback name) pairs behind `fallbacks`.
-    pub fallback_examples: Vec<(String, String)>,
+    /// The first few distinct (variable, key of the fallback name) pairs behind `fallbacks`.
+    pub fallback_examples: Vec<(String, u32)>,
     key_index: HashMap<String, u32>,
     scratch: NameScratch,
     pub records: u64,
@@ -159,7 +159,7 @@ impl Plan {
 
     /// The key of this record's (group, stream), added on first sight. `Err` carries the key
     /// too: a fallback name was used.
-    fn key_for(&mut self, tag: &str, body: &[u8], naming: Naming<'_>) -> Result<u32, (u32, Unresolved)> {
+    fn key_for<'n>(&mut self, tag: &str, body: &[u8], naming: Naming<'n>) -> Result<u32, (u32, Unresolved<'n>)> {
         let s = &mut self.scratch;
         let group = naming.group.write(tag, body, naming.vars, &mut s.group);
         let stream = naming.stream.write(tag, body, naming.vars, &mut s.stream);
@@ -182,14 +182,10 @@ impl Plan {
         }
     }
 
-    fn note_fallback(&mut self, unresolved: Unresolved, key: u32) {
-        if self.fallback_examples.len() >= FALLBACK_EXAMPLES {
-            return;
-        }
-        let k = &self.keys[key as usize];
-        let name = format!("{}/{}", k.group, k.stream);
-        if !self.fallback_examples.iter().any(|(v, n)| *v == unresolved.variable && *n == name) {
-            self.fallback_examples.push((unresolved.variable, name));
+    fn note_fallback(&mut self, unresolved: Unresolved<'_>, key: u32) {
+        let known = self.fallback_examples.iter().any(|(v, k)| *v == unresolved.variable && *k == key);
+        if !known && self.fallback_examples.len() < FALLBACK_EXAMPLES {
+            self.fallback_examples.push((unresolved.variable.to_owned(), key));
         }
     }
 }
@@ -249,7 +245,8 @@ mod tests {
             assert!(plan.events[r.clone()].windows(2).all(|w| w[0].timestamp <= w[1].timestamp));
         }
         assert_eq!(plan.fallbacks, 1);
-        assert_eq!(plan.fallback_examples, vec![("$app".to_string(), "g/fallback".to_string())]);
+        assert_eq!(plan.fallback_examples, vec![("$app".to_string(), 2)]);
+        assert_eq!(plan.keys[2], StreamKey { group: "g".into(), stream: "fallback".into() });
     }
 
     fn record(secs: u32, body: &serde_json::Value, v2: bool) -> Vec<u8> {

@@ -90,18 +90,19 @@ pub struct Vars<'a> {
 }
 
 /// The first variable that could not be resolved, as written in the template (e.g. `$(kubernetes['namespace_name'])`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Unresolved {
-    pub variable: String,
+/// It borrows the template's text, so a record that falls back allocates nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Unresolved<'t> {
+    pub variable: &'t str,
 }
 
-impl fmt::Display for Unresolved {
+impl fmt::Display for Unresolved<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "no value for {}", self.variable)
     }
 }
 
-impl std::error::Error for Unresolved {}
+impl std::error::Error for Unresolved<'_> {}
 
 impl Template {
     pub fn parse(text: &str, kind: NameKind) -> Result<Template, String> {
@@ -165,7 +166,7 @@ impl Template {
     ///
     /// On `Err`, `out` is empty. An empty name (possible only through empty `:-` defaults) reports the whole
     /// template as the variable.
-    pub fn render(&self, tag: &str, body: &[u8], vars: &Vars<'_>, out: &mut String) -> Result<(), Unresolved> {
+    pub fn render(&self, tag: &str, body: &[u8], vars: &Vars<'_>, out: &mut String) -> Result<(), Unresolved<'_>> {
         out.clear();
         let mut name = NameWriter { out, kind: self.kind, full: false };
         for part in &self.parts {
@@ -179,14 +180,14 @@ impl Template {
                         Some(range) => name.push_str(&self.text[range.clone()]),
                         None => {
                             name.out.clear();
-                            return Err(Unresolved { variable: self.text[span.clone()].to_owned() });
+                            return Err(Unresolved { variable: &self.text[span.clone()] });
                         }
                     }
                 }
             }
         }
         if name.out.is_empty() {
-            return Err(Unresolved { variable: self.text.clone() });
+            return Err(Unresolved { variable: &self.text });
         }
         Ok(())
     }
@@ -422,20 +423,20 @@ mod tests {
     }
 
     /// Renders `template` for a stream (or a group) with tag `app.web.1`, uuid `u-1` and ECS metadata.
-    fn render_kind(template: &str, kind: NameKind, body: &Value) -> Result<String, Unresolved> {
+    fn render_kind(template: &str, kind: NameKind, body: &Value) -> Result<String, String> {
         let t = Template::parse(template, kind).unwrap_or_else(|e| panic!("{template}: {e}"));
         let meta = ecs();
         let vars = Vars { uuid: "u-1", ecs: Some(&meta) };
         let mut out = String::new();
-        t.render("app.web.1", &msgpack(body), &vars, &mut out).map(|()| out)
+        t.render("app.web.1", &msgpack(body), &vars, &mut out).map(|()| out).map_err(|u| u.variable.to_owned())
     }
 
-    fn stream(template: &str, body: &Value) -> Result<String, Unresolved> {
+    fn stream(template: &str, body: &Value) -> Result<String, String> {
         render_kind(template, NameKind::Stream, body)
     }
 
-    fn unresolved(variable: &str) -> Result<String, Unresolved> {
-        Err(Unresolved { variable: variable.into() })
+    fn unresolved(variable: &str) -> Result<String, String> {
+        Err(variable.to_owned())
     }
 
     fn k8s() -> Value {
@@ -524,10 +525,10 @@ mod tests {
         let body = msgpack(&json!({"a": "x", "b": "y"}));
         assert_eq!(
             t.render("t", &body[..body.len() - 1], &Vars::default(), &mut out),
-            Err(Unresolved { variable: "$b".into() })
+            Err(Unresolved { variable: "$b" })
         );
         assert_eq!(out, "");
-        assert_eq!(t.render("t", &[], &Vars::default(), &mut out), Err(Unresolved { variable: "$b".into() }));
+        assert_eq!(t.render("t", &[], &Vars::default(), &mut out), Err(Unresolved { variable: "$b" }));
         // the tag needs no body
         let t = Template::parse("$TAG", NameKind::Stream).unwrap();
         t.render("t", &[0xc1], &Vars::default(), &mut out).unwrap();
@@ -541,12 +542,12 @@ mod tests {
         let r = |tag: &str, out: &mut String| t.render(tag, &[], &Vars::default(), out);
         r("a.b.c.d", &mut out).unwrap();
         assert_eq!(out, "a/d");
-        assert_eq!(r("a.b.c", &mut out), Err(Unresolved { variable: "$(tag[3])".into() }));
+        assert_eq!(r("a.b.c", &mut out), Err(Unresolved { variable: "$(tag[3])" }));
         // an empty part is no part
-        assert_eq!(r("a.b..", &mut out), Err(Unresolved { variable: "$(tag[3])".into() }));
-        assert_eq!(r(".b.c.d", &mut out), Err(Unresolved { variable: "$TAG[0]".into() }));
+        assert_eq!(r("a.b..", &mut out), Err(Unresolved { variable: "$(tag[3])" }));
+        assert_eq!(r(".b.c.d", &mut out), Err(Unresolved { variable: "$TAG[0]" }));
         let whole = Template::parse("$TAG", NameKind::Stream).unwrap();
-        assert_eq!(whole.render("", &[], &Vars::default(), &mut out), Err(Unresolved { variable: "$TAG".into() }));
+        assert_eq!(whole.render("", &[], &Vars::default(), &mut out), Err(Unresolved { variable: "$TAG" }));
     }
 
     #[test]
@@ -558,7 +559,7 @@ mod tests {
         assert_eq!(out, "prod-abc123");
         assert_eq!(
             t.render("t", &[], &Vars { uuid: "", ecs: None }, &mut out),
-            Err(Unresolved { variable: "$(ecs_cluster)".into() })
+            Err(Unresolved { variable: "$(ecs_cluster)" })
         );
         let fallback = Template::parse("$(ecs_cluster:-local)", NameKind::Group).unwrap();
         fallback.render("t", &[], &Vars::default(), &mut out).unwrap();
@@ -566,7 +567,7 @@ mod tests {
         let empty = EcsMetadata::default();
         assert!(t.render("t", &[], &Vars { uuid: "", ecs: Some(&empty) }, &mut out).is_err());
         let u = Template::parse("$(uuid)", NameKind::Stream).unwrap();
-        assert_eq!(u.render("t", &[], &Vars::default(), &mut out), Err(Unresolved { variable: "$(uuid)".into() }));
+        assert_eq!(u.render("t", &[], &Vars::default(), &mut out), Err(Unresolved { variable: "$(uuid)" }));
     }
 
     #[test]
@@ -749,7 +750,7 @@ mod tests {
                 }
                 Err(u) => {
                     prop_assert!(out.is_empty());
-                    prop_assert!(text.contains(&u.variable), "{:?} not in {:?}", u.variable, text);
+                    prop_assert!(text.contains(u.variable), "{:?} not in {:?}", u.variable, text);
                 }
             }
         }
