@@ -68,9 +68,8 @@ pub async fn clients(config: &Config) -> Result<Clients, ConfigError> {
             url: url.clone(),
         }));
     }
-    if let Some(path) = &config.ca_bundle {
-        loader = loader.http_client(https_client_trusting(path)?);
-    }
+    let http = https_client(config.ca_bundle.as_deref())?;
+    loader = loader.http_client(http.clone());
     if let Some(profile) = &config.profile {
         loader = loader.profile_name(profile);
     }
@@ -100,7 +99,10 @@ pub async fn clients(config: &Config) -> Result<Clients, ConfigError> {
                     let p = match base.credentials_provider() {
                         Some(p) => p,
                         None => SharedCredentialsProvider::new(
-                            aws_config::default_provider::credentials::DefaultCredentialsChain::builder().build().await,
+                            aws_config::default_provider::credentials::DefaultCredentialsChain::builder()
+                                .configure(aws_config::provider_config::ProviderConfig::default().with_http_client(http))
+                                .build()
+                                .await,
                         ),
                     };
                     (p, "base credentials".to_string())
@@ -122,24 +124,32 @@ pub async fn clients(config: &Config) -> Result<Clients, ConfigError> {
     Ok(Clients { logs: Client::from_conf(logs.build()), credentials })
 }
 
-/// An HTTPS client that trusts the system's roots and the CA certificates in `path`.
-fn https_client_trusting(path: &str) -> Result<aws_sdk_cloudwatchlogs::config::SharedHttpClient, ConfigError> {
+/// The HTTPS client every AWS call goes through: rustls with ring, the system's roots, and the
+/// CA certificates in `ca_bundle` when set. Built here rather than taken from the SDK's default
+/// (rustls with aws-lc) because ring is a fifth of aws-lc's code: the plugin's resident code
+/// is most of its memory at steady state (README, Performance).
+fn https_client(ca_bundle: Option<&str>) -> Result<aws_sdk_cloudwatchlogs::config::SharedHttpClient, ConfigError> {
     use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode, TlsContext, TrustStore};
-    let bad = |why: &str| ConfigError {
-        key: "ca_bundle",
-        value: Some(path.to_owned()),
-        allowed: format!("a readable PEM file of CA certificates ({why})"),
-    };
-    let pem = std::fs::read(path).map_err(|e| bad(&e.to_string()))?;
-    if !pem.windows(27).any(|w| w == b"-----BEGIN CERTIFICATE-----") {
-        return Err(bad("no certificate in it"));
+    let mut trust = TrustStore::default();
+    if let Some(path) = ca_bundle {
+        let bad = |why: &str| ConfigError {
+            key: "ca_bundle",
+            value: Some(path.to_owned()),
+            allowed: format!("a readable PEM file of CA certificates ({why})"),
+        };
+        let pem = std::fs::read(path).map_err(|e| bad(&e.to_string()))?;
+        if !pem.windows(27).any(|w| w == b"-----BEGIN CERTIFICATE-----") {
+            return Err(bad("no certificate in it"));
+        }
+        trust = trust.with_pem_certificate(pem);
     }
-    let context = TlsContext::builder()
-        .with_trust_store(TrustStore::default().with_pem_certificate(pem))
-        .build()
-        .map_err(|e| bad(&e.to_string()))?;
+    let context = TlsContext::builder().with_trust_store(trust).build().map_err(|e| ConfigError {
+        key: "ca_bundle",
+        value: ca_bundle.map(str::to_owned),
+        allowed: format!("a readable PEM file of CA certificates ({e})"),
+    })?;
     // Built connector by connector (as the SDK's default client is) so that HTTPS_PROXY /
-    // HTTP_PROXY / NO_PROXY keep applying with a custom trust store.
+    // HTTP_PROXY / NO_PROXY keep applying.
     Ok(aws_smithy_http_client::Builder::new().build_with_connector_fn(move |settings, components| {
         let mut builder = aws_smithy_http_client::Connector::builder();
         builder.set_connector_settings(settings.cloned());
@@ -148,7 +158,7 @@ fn https_client_trusting(path: &str) -> Result<aws_sdk_cloudwatchlogs::config::S
         }
         builder
             .proxy_config(aws_smithy_http_client::proxy::ProxyConfig::from_env())
-            .tls_provider(tls::Provider::Rustls(CryptoMode::AwsLc))
+            .tls_provider(tls::Provider::Rustls(CryptoMode::Ring))
             .tls_context(context.clone())
             .build()
     }))

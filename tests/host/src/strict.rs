@@ -268,7 +268,7 @@ fn tls_server_config() -> (Arc<rustls::ServerConfig>, String) {
     let issuer = rcgen::Issuer::from_params(&ca_params, &ca_key);
     let cert = leaf.signed_by(&leaf_key, &issuer).unwrap();
     let key = rustls::pki_types::PrivateKeyDer::try_from(leaf_key.serialize_der()).unwrap();
-    let config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
         .with_safe_default_protocol_versions()
         .unwrap()
         .with_no_client_auth()
