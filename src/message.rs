@@ -372,15 +372,22 @@ pub(crate) fn push_json_string(s: &[u8], out: &mut Vec<u8>) {
 }
 
 fn push_json_string_as<F: Form>(f: &mut F, s: &[u8], out: &mut Vec<u8>) {
-    if std::str::from_utf8(s).is_ok() {
-        f.quoted(s, out);
+    f.quote(out);
+    // ASCII needs no UTF-8 check: one pass escapes it, up to the first non-ASCII byte.
+    let ascii = f.escape_ascii(s, out);
+    if ascii == s.len() {
+        f.quote(out);
         return;
     }
-    f.quote(out);
-    for chunk in s.utf8_chunks() {
-        f.escape(chunk.valid().as_bytes(), out);
-        if !chunk.invalid().is_empty() {
-            out.extend_from_slice("\u{FFFD}".as_bytes());
+    let rest = s.get(ascii..).unwrap_or_default();
+    if std::str::from_utf8(rest).is_ok() {
+        f.escape(rest, out);
+    } else {
+        for chunk in rest.utf8_chunks() {
+            f.escape(chunk.valid().as_bytes(), out);
+            if !chunk.invalid().is_empty() {
+                out.extend_from_slice("\u{FFFD}".as_bytes());
+            }
         }
     }
     f.quote(out);
@@ -407,6 +414,8 @@ trait Form {
     fn quote(&mut self, out: &mut Vec<u8>);
     /// The content of a JSON string inside the message (valid UTF-8 in).
     fn escape(&mut self, s: &[u8], out: &mut Vec<u8>);
+    /// Like `escape`, for the ASCII prefix of `s` (any bytes in): returns where it stopped.
+    fn escape_ascii(&mut self, s: &[u8], out: &mut Vec<u8>) -> usize;
     /// A whole message given in message form (a raw `log_key` string, an EMF document).
     fn embed(&mut self, message: &[u8], out: &mut Vec<u8>);
     /// The length of the message that the `written` bytes of this form stand for.
@@ -429,6 +438,9 @@ impl Form for Plain {
     }
     fn escape(&mut self, s: &[u8], out: &mut Vec<u8>) {
         push_escaped(s, out);
+    }
+    fn escape_ascii(&mut self, s: &[u8], out: &mut Vec<u8>) -> usize {
+        escape_into::<false, true>(s, out).1
     }
     fn embed(&mut self, message: &[u8], out: &mut Vec<u8>) {
         out.extend_from_slice(message)
@@ -453,6 +465,11 @@ impl Form for InBody {
     fn escape(&mut self, s: &[u8], out: &mut Vec<u8>) {
         self.added += push_escaped_twice(s, out);
     }
+    fn escape_ascii(&mut self, s: &[u8], out: &mut Vec<u8>) -> usize {
+        let (added, stopped) = escape_into::<true, true>(s, out);
+        self.added += added;
+        stopped
+    }
     fn embed(&mut self, message: &[u8], out: &mut Vec<u8>) {
         self.added += push_escaped(message, out);
     }
@@ -470,23 +487,27 @@ pub fn push_escaped_quoted(s: &[u8], out: &mut Vec<u8>) {
 
 /// JSON-escapes valid UTF-8, copying unescaped runs whole. Returns the bytes escaping added.
 fn push_escaped(s: &[u8], out: &mut Vec<u8>) -> usize {
-    escape_into::<false>(s, out)
+    escape_into::<false, false>(s, out).0
 }
 
 /// JSON-escapes the JSON-escaped form of `s`: a string inside a message, written straight as
 /// part of the request body's `"message"` string. Returns the bytes the second escaping added.
 fn push_escaped_twice(s: &[u8], out: &mut Vec<u8>) -> usize {
-    escape_into::<true>(s, out)
+    escape_into::<true, false>(s, out).0
 }
 
-/// Escapes once, or `TWICE` (the escape sequences themselves escaped again).
-fn escape_into<const TWICE: bool>(s: &[u8], out: &mut Vec<u8>) -> usize {
+/// Escapes once, or `TWICE` (the escape sequences themselves escaped again); with `ASCII`, stops
+/// at the first non-ASCII byte. Returns the bytes escaping added and where it stopped.
+fn escape_into<const TWICE: bool, const ASCII: bool>(s: &[u8], out: &mut Vec<u8>) -> (usize, usize) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut added = 0;
     let mut run = 0;
-    let mut i = next_escape(s, 0);
+    let mut i = next_special::<ASCII>(s, 0);
     while let Some(&b) = s.get(i) {
         out.extend_from_slice(&s[run..i]);
+        if ASCII && b >= 0x80 {
+            return (added, i);
+        }
         let once: &[u8] = match b {
             b'"' => b"\\\"",
             b'\\' => b"\\\\",
@@ -513,38 +534,42 @@ fn escape_into<const TWICE: bool>(s: &[u8], out: &mut Vec<u8>) -> usize {
             added += once.len() - 1;
         }
         run = i + 1;
-        i = next_escape(s, run);
+        i = next_special::<ASCII>(s, run);
     }
     out.extend_from_slice(&s[run..]);
-    added
+    (added, s.len())
 }
 
-/// The index of the first byte at or after `from` that JSON must escape (`"`, `\`, below
-/// 0x20), or `s.len()`. Eight bytes at a time: messages are mostly runs of plain text.
-fn next_escape(s: &[u8], from: usize) -> usize {
+/// Whether JSON must escape `b` (`"`, `\`, below 0x20), or, with `ASCII`, `b` is not ASCII.
+fn special<const ASCII: bool>(b: u8) -> bool {
+    b == b'"' || b == b'\\' || b < 0x20 || (ASCII && b >= 0x80)
+}
+
+/// The index of the first `special` byte at or after `from`, or `s.len()`. Eight bytes at a
+/// time: messages are mostly runs of plain text.
+fn next_special<const ASCII: bool>(s: &[u8], from: usize) -> usize {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGH: u64 = 0x8080_8080_8080_8080;
     let rest = s.get(from..).unwrap_or_default();
-    let mut words = rest.chunks_exact(8);
-    let mut offset = from;
-    for word in &mut words {
-        let mut bytes = [0u8; 8];
-        bytes.copy_from_slice(word);
-        let w = u64::from_le_bytes(bytes);
+    let (words, tail) = rest.as_chunks::<8>();
+    for (n, word) in words.iter().enumerate() {
+        let w = u64::from_le_bytes(*word);
         let quote = w ^ (ONES * b'"' as u64);
         let backslash = w ^ (ONES * b'\\' as u64);
-        // "has a zero byte" / "has a byte below 0x20": exact for the lowest flagged byte
-        let hits = (quote.wrapping_sub(ONES) & !quote)
+        // "has a zero byte" / "has a byte below 0x20" / "has the high bit": exact for the
+        // lowest flagged byte
+        let mut hits = (quote.wrapping_sub(ONES) & !quote)
             | (backslash.wrapping_sub(ONES) & !backslash)
             | (w.wrapping_sub(ONES * 0x20) & !w);
+        if ASCII {
+            hits |= w;
+        }
         let hits = hits & HIGH;
         if hits != 0 {
-            return offset + (hits.trailing_zeros() / 8) as usize;
+            return from + n * 8 + (hits.trailing_zeros() / 8) as usize;
         }
-        offset += 8;
     }
-    let tail = words.remainder();
-    offset + tail.iter().position(|&b| b == b'"' || b == b'\\' || b < 0x20).unwrap_or(tail.len())
+    from + words.len() * 8 + tail.iter().position(|&b| special::<ASCII>(b)).unwrap_or(tail.len())
 }
 
 fn push_base64_string<F: Form>(f: &mut F, data: &[u8], out: &mut Vec<u8>) {
@@ -708,12 +733,17 @@ mod tests {
                     push_escaped_quoted(&s, &mut out);
                     let back: String = serde_json::from_slice(&out).unwrap();
                     assert_eq!(back.as_bytes(), &s[..], "len {len} pos {pos} byte {special}");
-                    assert_eq!(next_escape(&s, 0), pos);
+                    assert_eq!(next_special::<false>(&s, 0), pos);
+                    assert_eq!(next_special::<true>(&s, 0), pos);
+                    s[pos] = 0x80 | special;
+                    assert_eq!(next_special::<false>(&s, 0), len);
+                    assert_eq!(next_special::<true>(&s, 0), pos);
                 }
             }
         }
         let s = "é€😀 \u{7f}\u{80}".as_bytes();
-        assert_eq!(next_escape(s, 0), s.len());
+        assert_eq!(next_special::<false>(s, 0), s.len());
+        assert_eq!(next_special::<true>(s, 0), 0);
     }
 
     /// What `encode_escaped` stored, unescaped (as the request body's JSON parser will).
@@ -802,6 +832,30 @@ mod tests {
             let (_, plain, escaped, len) = both_forms(&body, &format);
             proptest::prop_assert_eq!(unescape(&escaped), plain.clone());
             proptest::prop_assert_eq!(len, plain.len());
+        }
+    }
+
+    proptest::proptest! {
+        /// Any bytes (ASCII runs, escapes, valid and broken UTF-8 in any order) become the JSON
+        /// string of their lossy UTF-8 reading, in both forms.
+        #[test]
+        fn strings_of_any_bytes_are_their_lossy_text(
+            parts in proptest::collection::vec(proptest::prop_oneof![
+                "[a-z\"\\\\\u{0}-\u{1f}]{0,40}".prop_map(String::into_bytes),
+                "\\PC{0,4}".prop_map(String::into_bytes),
+                proptest::collection::vec(proptest::prelude::any::<u8>(), 0..4),
+            ], 0..8),
+        ) {
+            let s = parts.concat();
+            let mut plain = Vec::new();
+            push_json_string(&s, &mut plain);
+            let back: String = serde_json::from_slice(&plain).unwrap();
+            proptest::prop_assert_eq!(&back, &String::from_utf8_lossy(&s));
+            let mut f = InBody::default();
+            let mut escaped = Vec::new();
+            push_json_string_as(&mut f, &s, &mut escaped);
+            proptest::prop_assert_eq!(unescape(&escaped), plain.clone());
+            proptest::prop_assert_eq!(f.message_len(escaped.len()), plain.len());
         }
     }
 
