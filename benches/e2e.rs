@@ -1,7 +1,7 @@
 //! `make bench` (second part): the whole plugin, loaded by the test host as Fluent Bit loads it
 //! (`Workers 2`), shipping ~2 MB chunks of ~1 KB and of ~100 B records over TLS into the strict
 //! endpoint, which runs as its own process on 127.0.0.1 so that this process's CPU is the
-//! plugin's (plus the host's chunk copies). Reports the median of 3 runs: records/s, MB/s,
+//! plugin's (plus the host's chunk copies). Reports the median of 5 runs: records/s, MB/s,
 //! CPU-seconds per GB of chunk, and the peak memory added during the run. The same runs
 //! through a null plugin (`tests/null-plugin`, which answers every flush OK at once) give the
 //! host's own cost, subtracted from the plugin's CPU. Last, memory while the endpoint stalls
@@ -13,6 +13,9 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+/// Runs per record size (and of the null plugin's baseline): short runs are noisy.
+const RUNS: usize = 5;
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -90,15 +93,15 @@ fn main() {
         .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
         .unwrap_or_default();
     println!(
-        "end to end over TLS into the strict endpoint (another process), Workers 2, median of 3 runs; {} cores, {cpu}; release build",
+        "end to end over TLS into the strict endpoint (another process), Workers 2, median of {RUNS} runs; {} cores, {cpu}; release build",
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
     let host = Arc::new(Host::load(&so, FB_5_1_1).unwrap());
     let null = Arc::new(Host::load(&root().join("target/release/libcwrs_null_plugin.so"), FB_5_1_1).unwrap());
-    for (size, total) in [(1024usize, 256 << 20), (100, 96 << 20)] {
+    for (size, total) in [(1024usize, 512 << 20), (100, 192 << 20)] {
         let (chunks, records, bytes) = corpus(size, total);
         let baseline = median(
-            (0..3)
+            (0..RUNS)
                 .map(|_| {
                     let reg = null.register().unwrap();
                     let out = Arc::new(null.new_output(reg, &[("Name", "null_rs"), ("Workers", "2")]));
@@ -114,7 +117,7 @@ fn main() {
                 .collect(),
         );
         let (mut rates, mut cpus, mut peaks) = (Vec::new(), Vec::new(), Vec::new());
-        for run in 0..3 {
+        for run in 0..RUNS {
             let reg = host.register().unwrap();
             let group = format!("bench-{size}-{run}");
             let props = [
@@ -132,6 +135,7 @@ fn main() {
             let out = Arc::new(host.new_output(reg, &props));
             assert_eq!(host.init(&out), 1);
             let input = chunks.clone();
+            cwrs_test_host::trim_heap();
             let _ = std::fs::write("/proc/self/clear_refs", "5"); // reset the peak RSS mark
             let rss_before = status_kib("VmRSS:");
             let (cpu0, t0) = (cpu_seconds(), Instant::now());

@@ -375,10 +375,13 @@ impl Host {
         pace: Duration,
         retry_wait: Duration,
     ) -> RunReport {
-        type Task = (usize, (Vec<u8>, String));
+        // (attempt, chunk index). The chunks stay alive until the run ends, as Fluent Bit keeps
+        // them: memory freed mid-run would hide what the plugin allocates (benches/e2e.rs).
+        type Task = (usize, usize);
         let threads = out.workers.max(1);
         let total = chunks.len();
-        let (done_tx, done_rx) = mpsc::channel::<(usize, (Vec<u8>, String), c_int)>();
+        let chunks = Arc::new(chunks);
+        let (done_tx, done_rx) = mpsc::channel::<(usize, usize, c_int)>();
         let mut senders: Vec<mpsc::Sender<Task>> = Vec::new();
         let mut joins = Vec::new();
         for w in 0..threads {
@@ -387,15 +390,17 @@ impl Host {
             let host = self.clone();
             let out = out.clone();
             let done = done_tx.clone();
+            let chunks = chunks.clone();
             let name = if out.workers == 0 { "flb-pipeline".to_string() } else { format!("flb-out-w{w}") };
             joins.push(
                 std::thread::Builder::new()
                     .name(name)
                     .stack_size(self.profile.coro_stack)
                     .spawn(move || {
-                        while let Ok((attempt, (data, tag))) = rx.recv() {
-                            let ret = host.flush(&out, &data, &tag);
-                            if done.send((attempt, (data, tag), ret)).is_err() {
+                        while let Ok((attempt, i)) = rx.recv() {
+                            let (data, tag) = &chunks[i];
+                            let ret = host.flush(&out, data, tag);
+                            if done.send((attempt, i, ret)).is_err() {
                                 break;
                             }
                         }
@@ -418,8 +423,8 @@ impl Host {
         let feeder = {
             let dispatch = dispatch.clone();
             std::thread::spawn(move || {
-                for chunk in chunks {
-                    dispatch((0, chunk));
+                for i in 0..total {
+                    dispatch((0, i));
                     if !pace.is_zero() {
                         std::thread::sleep(pace);
                     }
@@ -481,6 +486,15 @@ pub struct RunReport {
 }
 
 /// Threads of this process right now.
+/// Hands the allocator's free memory back to the kernel, so that RSS measured next counts what
+/// is live rather than what earlier runs freed (benches/e2e.rs measures each run's peak).
+pub fn trim_heap() {
+    // SAFETY: malloc_trim only releases free memory; it takes no pointers.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
 pub fn thread_count() -> usize {
     std::fs::read_dir("/proc/self/task").map(|d| d.count()).unwrap_or(0)
 }
