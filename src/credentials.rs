@@ -100,7 +100,9 @@ pub async fn clients(config: &Config) -> Result<Clients, ConfigError> {
                         Some(p) => p,
                         None => SharedCredentialsProvider::new(
                             aws_config::default_provider::credentials::DefaultCredentialsChain::builder()
-                                .configure(aws_config::provider_config::ProviderConfig::default().with_http_client(http))
+                                .configure(
+                                    aws_config::provider_config::ProviderConfig::default().with_http_client(http),
+                                )
                                 .build()
                                 .await,
                         ),
