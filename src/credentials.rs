@@ -132,24 +132,20 @@ pub async fn clients(config: &Config) -> Result<Clients, ConfigError> {
 /// is most of its memory at steady state (README, Performance).
 fn https_client(ca_bundle: Option<&str>) -> Result<aws_sdk_cloudwatchlogs::config::SharedHttpClient, ConfigError> {
     use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode, TlsContext, TrustStore};
+    let bad = |why: String| ConfigError {
+        key: "ca_bundle",
+        value: ca_bundle.map(str::to_owned),
+        allowed: format!("a readable PEM file of CA certificates ({why})"),
+    };
     let mut trust = TrustStore::default();
     if let Some(path) = ca_bundle {
-        let bad = |why: &str| ConfigError {
-            key: "ca_bundle",
-            value: Some(path.to_owned()),
-            allowed: format!("a readable PEM file of CA certificates ({why})"),
-        };
-        let pem = std::fs::read(path).map_err(|e| bad(&e.to_string()))?;
+        let pem = std::fs::read(path).map_err(|e| bad(e.to_string()))?;
         if !pem.windows(27).any(|w| w == b"-----BEGIN CERTIFICATE-----") {
-            return Err(bad("no certificate in it"));
+            return Err(bad("no certificate in it".into()));
         }
         trust = trust.with_pem_certificate(pem);
     }
-    let context = TlsContext::builder().with_trust_store(trust).build().map_err(|e| ConfigError {
-        key: "ca_bundle",
-        value: ca_bundle.map(str::to_owned),
-        allowed: format!("a readable PEM file of CA certificates ({e})"),
-    })?;
+    let context = TlsContext::builder().with_trust_store(trust).build().map_err(|e| bad(e.to_string()))?;
     // Built connector by connector (as the SDK's default client is) so that HTTPS_PROXY /
     // HTTP_PROXY / NO_PROXY keep applying.
     Ok(aws_smithy_http_client::Builder::new().build_with_connector_fn(move |settings, components| {

@@ -375,15 +375,9 @@ fn push_json_string_as<F: Form>(f: &mut F, s: &[u8], out: &mut Vec<u8>) {
     f.quote(out);
     // ASCII needs no UTF-8 check: one pass escapes it, up to the first non-ASCII byte.
     let ascii = f.escape_ascii(s, out);
-    if ascii == s.len() {
-        f.quote(out);
-        return;
-    }
-    let rest = s.get(ascii..).unwrap_or_default();
-    if std::str::from_utf8(rest).is_ok() {
-        f.escape(rest, out);
-    } else {
-        for chunk in rest.utf8_chunks() {
+    if ascii < s.len() {
+        // the rest: valid runs escaped, each invalid sequence replaced
+        for chunk in s.get(ascii..).unwrap_or_default().utf8_chunks() {
             f.escape(chunk.valid().as_bytes(), out);
             if !chunk.invalid().is_empty() {
                 out.extend_from_slice("\u{FFFD}".as_bytes());

@@ -485,7 +485,6 @@ pub struct RunReport {
     pub dropped_chunks: usize,
 }
 
-/// Threads of this process right now.
 /// Hands the allocator's free memory back to the kernel, so that RSS measured next counts what
 /// is live rather than what earlier runs freed (benches/e2e.rs measures each run's peak).
 pub fn trim_heap() {
@@ -495,6 +494,7 @@ pub fn trim_heap() {
     }
 }
 
+/// Threads of this process right now.
 pub fn thread_count() -> usize {
     std::fs::read_dir("/proc/self/task").map(|d| d.count()).unwrap_or(0)
 }
