@@ -55,10 +55,11 @@ impl BadRecord {
     }
 }
 
-/// What the walk found at one position.
+/// What the walk found at one position: a record (`Record`, or what `Chunk::next_with` made of
+/// it), a group marker, or a record skipped for its shape.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Entry<'a> {
-    Record(Record<'a>),
+pub enum Entry<R> {
+    Record(R),
     GroupMarker,
     Skipped(BadRecord),
 }
@@ -92,9 +93,34 @@ impl<'a> Chunk<'a> {
         Chunk { reader: Reader::new(buf), damaged: false }
     }
 
-    fn entry(&mut self) -> Result<Entry<'a>, MsgpackError> {
+    /// The next entry, its record's body read by `read`, given the record's time, its metadata
+    /// and a reader at the body map, which it must consume whole (no more). This reads a body
+    /// once, where `next` reads it to find its end and the caller reads it again. An error from
+    /// `read` means the bytes are not msgpack: it ends the walk as damage, as in `next`.
+    pub fn next_with<T>(
+        &mut self,
+        read: impl FnOnce(EventTime, &'a [u8], &mut Reader<'a>) -> Result<T, MsgpackError>,
+    ) -> Option<Result<Entry<T>, Damage>> {
+        if self.damaged || self.reader.is_empty() {
+            return None;
+        }
         let start = self.reader.position();
-        match self.record()? {
+        let total = start + self.reader.remaining();
+        match self.entry(read) {
+            Ok(entry) => Some(Ok(entry)),
+            Err(cause) => {
+                self.damaged = true;
+                Some(Err(Damage { offset: start, unread_bytes: total - start, cause }))
+            }
+        }
+    }
+
+    fn entry<T>(
+        &mut self,
+        read: impl FnOnce(EventTime, &'a [u8], &mut Reader<'a>) -> Result<T, MsgpackError>,
+    ) -> Result<Entry<T>, MsgpackError> {
+        let start = self.reader.position();
+        match self.record(read)? {
             Ok(entry) => Ok(entry),
             Err(bad) => {
                 // Keep the framing: step over the whole object from its start.
@@ -106,7 +132,10 @@ impl<'a> Chunk<'a> {
     }
 
     /// Reads one record in place; a shape error leaves the reader mid-object (see `entry`).
-    fn record(&mut self) -> Result<Result<Entry<'a>, BadRecord>, MsgpackError> {
+    fn record<T>(
+        &mut self,
+        read: impl FnOnce(EventTime, &'a [u8], &mut Reader<'a>) -> Result<T, MsgpackError>,
+    ) -> Result<Result<Entry<T>, BadRecord>, MsgpackError> {
         if self.reader.next_token()? != Token::Array(2) {
             return Ok(Err(BadRecord::NotAnArray));
         }
@@ -127,10 +156,12 @@ impl<'a> Chunk<'a> {
         if !is_container_map(self.reader.peek_token()?) {
             return Ok(Err(BadRecord::BodyNotAMap));
         }
-        let body = self.reader.raw_value()?;
         Ok(match decode_time(time) {
-            TimeOrMarker::Time(time) => Ok(Entry::Record(Record { time, metadata, body })),
-            TimeOrMarker::Marker => Ok(Entry::GroupMarker),
+            TimeOrMarker::Time(time) => Ok(Entry::Record(read(time, metadata, &mut self.reader)?)),
+            TimeOrMarker::Marker => {
+                self.reader.skip_value()?;
+                Ok(Entry::GroupMarker)
+            }
             TimeOrMarker::Invalid => Err(BadRecord::BadTimestamp),
         })
     }
@@ -145,21 +176,10 @@ fn is_container_map(t: Token<'_>) -> bool {
 }
 
 impl<'a> Iterator for Chunk<'a> {
-    type Item = Result<Entry<'a>, Damage>;
+    type Item = Result<Entry<Record<'a>>, Damage>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        if self.damaged || self.reader.is_empty() {
-            return None;
-        }
-        let start = self.reader.position();
-        let total = start + self.reader.remaining();
-        match self.entry() {
-            Ok(entry) => Some(Ok(entry)),
-            Err(cause) => {
-                self.damaged = true;
-                Some(Err(Damage { offset: start, unread_bytes: total - start, cause }))
-            }
-        }
+        self.next_with(|time, metadata, reader| Ok(Record { time, metadata, body: reader.raw_value()? }))
     }
 }
 
@@ -264,6 +284,33 @@ mod tests {
         assert_eq!(e[3], Ok(Entry::Skipped(BadRecord::BadHeader)));
         assert_eq!(e[4], Ok(Entry::Skipped(BadRecord::MetadataNotAMap)));
         assert!(matches!(e[5], Ok(Entry::Record(_))));
+    }
+
+    #[test]
+    fn next_with_reads_each_body_in_place_and_agrees_with_next() {
+        let mut buf = hex("92 01 81 a1 61 a1 62"); // legacy record
+        buf.extend(hex("92 92 d7 00 ff ff ff ff 00 00 00 00 80 80")); // group start
+        buf.extend(hex("92 ff 80")); // negative time: skipped, body never read
+        buf.extend(hex("92 92 02 81 a1 6d c0 82 a1 61 91 01 a1 63 80")); // v2, metadata
+        buf.extend(hex("92 03 81 a1 61 a5 62")); // string cut short: damage
+        let mut chunk = Chunk::new(&buf);
+        let mut with = Vec::new();
+        while let Some(entry) = chunk.next_with(|time, metadata, reader| {
+            let from = reader.position();
+            reader.skip_value()?;
+            Ok(Record { time, metadata, body: reader.since(from) })
+        }) {
+            with.push(entry);
+        }
+        let plain: Vec<_> = Chunk::new(&buf).collect();
+        assert_eq!(with, plain);
+        assert_eq!(with.len(), 5);
+        assert!(matches!(with[3], Ok(Entry::Record(r)) if r.body == hex("82 a1 61 91 01 a1 63 80")));
+        // an error from the reader of a body is damage from that record on
+        let mut chunk = Chunk::new(&buf[..7]);
+        let e = chunk.next_with(|_, _, _| Err::<(), _>(MsgpackError::ReservedByte));
+        assert_eq!(e, Some(Err(Damage { offset: 0, unread_bytes: 7, cause: MsgpackError::ReservedByte })));
+        assert_eq!(chunk.next_with(|_, _, _| Ok(())), None);
     }
 
     #[test]

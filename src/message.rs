@@ -81,7 +81,7 @@ impl Encoder {
         format: &MessageFormat,
         out: &mut Vec<u8>,
     ) -> Result<Encoded, MsgpackError> {
-        self.encode_as(&mut Plain, body, timestamp_ms, format, out).map(|(encoded, _)| encoded)
+        self.encode_as(Plain, body, timestamp_ms, format, out).map(|(encoded, _)| encoded)
     }
 
     /// `encode`, but the message is appended already escaped as the content of a JSON string
@@ -95,20 +95,60 @@ impl Encoder {
         format: &MessageFormat,
         out: &mut Vec<u8>,
     ) -> Result<(Encoded, usize), MsgpackError> {
-        self.encode_as(&mut InBody::default(), body, timestamp_ms, format, out)
+        self.encode_as(InBody::default(), body, timestamp_ms, format, out)
+    }
+
+    /// `encode_escaped` of a body read straight from `reader`, which is left after it; also
+    /// returns the body's bytes. Where the message is the whole body (no `log_key`, no
+    /// metrics), the body is read once, in the same pass that finds its end. An error means
+    /// the bytes are not msgpack (the body's end is unknown); with `log_key` or metrics a body
+    /// that is intact msgpack but cannot be encoded is `Ok` with the error inside.
+    #[allow(clippy::type_complexity)]
+    pub fn encode_escaped_from<'a>(
+        &mut self,
+        reader: &mut Reader<'a>,
+        timestamp_ms: i64,
+        format: &MessageFormat,
+        out: &mut Vec<u8>,
+    ) -> Result<(Result<(Encoded, usize), MsgpackError>, &'a [u8]), MsgpackError> {
+        if format.log_key.is_some() || format.metrics.is_some() {
+            let body = reader.raw_value()?;
+            return Ok((self.encode_escaped(body, timestamp_ms, format, out), body));
+        }
+        let (from, start) = (reader.position(), out.len());
+        let mut f = InBody::default();
+        let written = self.write_json_as(&mut f, reader, out).map(|()| Encoded::Message { truncated: false });
+        let body = reader.since(from);
+        Ok((Ok(self.finish(f, written, start, body, timestamp_ms, format, out)?), body))
     }
 
     fn encode_as<F: Form + Default>(
         &mut self,
-        f: &mut F,
+        mut f: F,
         body: &[u8],
         timestamp_ms: i64,
         format: &MessageFormat,
         out: &mut Vec<u8>,
     ) -> Result<(Encoded, usize), MsgpackError> {
         let start = out.len();
-        let result = self.write_message(f, body, timestamp_ms, format, out);
-        match result {
+        let written = self.write_message(&mut f, body, timestamp_ms, format, out);
+        self.finish(f, written, start, body, timestamp_ms, format, out)
+    }
+
+    /// Applies the size limit and the empty rule to a message written from `start` on, or
+    /// takes it back out on error.
+    #[allow(clippy::too_many_arguments)]
+    fn finish<F: Form + Default>(
+        &mut self,
+        f: F,
+        written: Result<Encoded, MsgpackError>,
+        start: usize,
+        body: &[u8],
+        timestamp_ms: i64,
+        format: &MessageFormat,
+        out: &mut Vec<u8>,
+    ) -> Result<(Encoded, usize), MsgpackError> {
+        match written {
             Ok(Encoded::Message { .. }) => {
                 if out.len() == start || out[start..] == *b"{}" {
                     out.truncate(start);
@@ -751,6 +791,12 @@ mod tests {
         let a = Encoder::new().encode(body, 7, format, &mut plain).unwrap();
         let (b, len) = Encoder::new().encode_escaped(body, 7, format, &mut escaped).unwrap();
         assert_eq!(a, b);
+        // read straight from a chunk: the same message, the body found, the reader after it
+        let (mut from_chunk, chunk) = (b"kept".to_vec(), [body, &[0xc0]].concat());
+        let mut reader = Reader::new(&chunk);
+        let (encoded, found) = Encoder::new().encode_escaped_from(&mut reader, 7, format, &mut from_chunk).unwrap();
+        assert_eq!((encoded.unwrap(), found, reader.remaining()), ((b, len), body, 1));
+        assert_eq!(from_chunk, [&b"kept"[..], &escaped].concat());
         (a, plain, escaped, len)
     }
 
@@ -858,6 +904,11 @@ mod tests {
         let mut out = b"keep".to_vec();
         let r = Encoder::new().encode(&[0x82, 0xa1, b'a'], 0, &MessageFormat::default(), &mut out);
         assert!(r.is_err());
+        assert_eq!(out, b"keep");
+        // read from a chunk, a body cut short is damage, not a message
+        let mut reader = Reader::new(&[0x82, 0xa1, b'a', 0xa1]);
+        let r = Encoder::new().encode_escaped_from(&mut reader, 0, &MessageFormat::default(), &mut out);
+        assert_eq!(r, Err(MsgpackError::Truncated));
         assert_eq!(out, b"keep");
     }
 }

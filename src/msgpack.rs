@@ -202,11 +202,16 @@ impl<'a> Reader<'a> {
         Ok(())
     }
 
+    /// The bytes read since `from`, a position this reader reported.
+    pub fn since(&self, from: usize) -> &'a [u8] {
+        &self.buf[from.min(self.pos)..self.pos]
+    }
+
     /// Reads one whole object and returns its raw bytes.
     pub fn raw_value(&mut self) -> Result<&'a [u8], MsgpackError> {
         let start = self.pos;
         self.skip_value()?;
-        Ok(&self.buf[start..self.pos])
+        Ok(self.since(start))
     }
 }
 

@@ -98,8 +98,14 @@ impl Plan {
         let per_record = naming.group.per_record() || naming.stream.per_record();
         // names that depend on the tag only are rendered once per chunk
         let chunk_fallback = if per_record { None } else { self.key_for(tag, &[0x80], naming).err() };
-        for entry in Chunk::new(chunk) {
-            let record = match entry {
+        let mut records = Chunk::new(chunk);
+        // each body is read once: its message is written as its end is found
+        while let Some(entry) = records.next_with(|time, _metadata, reader| {
+            let start = self.arena.len();
+            let (encoded, body) = encoder.encode_escaped_from(reader, time.millis(), format, &mut self.arena)?;
+            Ok((time, start, encoded, body))
+        }) {
+            let (time, start, encoded, body) = match entry {
                 Ok(Entry::Record(record)) => record,
                 Ok(Entry::GroupMarker) => {
                     self.group_markers += 1;
@@ -116,14 +122,12 @@ impl Plan {
                 }
             };
             self.records += 1;
-            self.mix(record.time.secs ^ (record.time.nanos as u64) << 34);
-            let start = self.arena.len();
-            let timestamp = record.time.millis();
-            match encoder.encode_escaped(record.body, timestamp, format, &mut self.arena) {
+            self.mix(time.secs ^ (time.nanos as u64) << 34);
+            match encoded {
                 Ok((Encoded::Message { truncated }, len)) => {
                     self.truncated += truncated as u64;
                     let key = if per_record {
-                        match self.key_for(tag, record.body, naming) {
+                        match self.key_for(tag, body, naming) {
                             Ok(key) => key,
                             Err((key, unresolved)) => {
                                 self.fallbacks += 1;
@@ -136,6 +140,7 @@ impl Plan {
                     };
                     self.mix(key as u64);
                     let stored = (self.arena.len() - start) as u32;
+                    let timestamp = time.millis();
                     self.events.push(LogEvent { timestamp, start: start as u32, stored, len: len as u32, key });
                 }
                 Ok((Encoded::Empty, _)) => self.dropped.empty += 1,
