@@ -579,13 +579,36 @@ fn special<const ASCII: bool>(b: u8) -> bool {
     b == b'"' || b == b'\\' || b < 0x20 || (ASCII && b >= 0x80)
 }
 
-/// The index of the first `special` byte at or after `from`, or `s.len()`. Eight bytes at a
-/// time: messages are mostly runs of plain text.
+/// `special` without branches, as 0 or 1.
+#[inline(always)]
+fn special_flag<const ASCII: bool>(b: u8) -> u8 {
+    ((b == b'"') | (b == b'\\') | (b < 0x20) | (ASCII & (b >= 0x80))) as u8
+}
+
+/// The index of the first `special` byte at or after `from`, or `s.len()`. Sixteen bytes at a
+/// time (a branch-free test per block, which the compiler turns into SIMD compares), then eight:
+/// messages are mostly runs of plain text.
 fn next_special<const ASCII: bool>(s: &[u8], from: usize) -> usize {
+    let rest = s.get(from..).unwrap_or_default();
+    let (blocks, rest_of_blocks) = rest.as_chunks::<16>();
+    for (n, block) in blocks.iter().enumerate() {
+        // `|` on every byte, no early exit: this is the form that vectorises
+        let mut hit = 0u8;
+        for &b in block {
+            hit |= special_flag::<ASCII>(b);
+        }
+        if hit != 0 {
+            return from + n * 16 + next_special_in_words::<ASCII>(block);
+        }
+    }
+    from + blocks.len() * 16 + next_special_in_words::<ASCII>(rest_of_blocks)
+}
+
+/// `next_special` from the start of a short `s`, eight bytes at a time.
+fn next_special_in_words<const ASCII: bool>(s: &[u8]) -> usize {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGH: u64 = 0x8080_8080_8080_8080;
-    let rest = s.get(from..).unwrap_or_default();
-    let (words, tail) = rest.as_chunks::<8>();
+    let (words, tail) = s.as_chunks::<8>();
     for (n, word) in words.iter().enumerate() {
         let w = u64::from_le_bytes(*word);
         let quote = w ^ (ONES * b'"' as u64);
@@ -600,10 +623,10 @@ fn next_special<const ASCII: bool>(s: &[u8], from: usize) -> usize {
         }
         let hits = hits & HIGH;
         if hits != 0 {
-            return from + n * 8 + (hits.trailing_zeros() / 8) as usize;
+            return n * 8 + (hits.trailing_zeros() / 8) as usize;
         }
     }
-    from + words.len() * 8 + tail.iter().position(|&b| special::<ASCII>(b)).unwrap_or(tail.len())
+    words.len() * 8 + tail.iter().position(|&b| special::<ASCII>(b)).unwrap_or(tail.len())
 }
 
 fn push_base64_string<F: Form>(f: &mut F, data: &[u8], out: &mut Vec<u8>) {
@@ -758,7 +781,7 @@ mod tests {
 
     #[test]
     fn escaping_finds_every_byte_that_needs_it_at_any_position() {
-        for len in 0..40 {
+        for len in 0..70 {
             for pos in 0..len {
                 for special in [b'"', b'\\', b'\n', 0x01, 0x1f] {
                     let mut s = vec![b'a'; len];
