@@ -385,15 +385,31 @@ pub fn push_i64(n: i64, out: &mut Vec<u8>) {
 }
 
 fn push_u64(mut n: u64, out: &mut Vec<u8>) {
+    // two digits per division: every event's timestamp has 13
+    const PAIRS: [u8; 200] = {
+        let mut pairs = [0u8; 200];
+        let mut i = 0;
+        while i < 100 {
+            pairs[2 * i] = b'0' + (i / 10) as u8;
+            pairs[2 * i + 1] = b'0' + (i % 10) as u8;
+            i += 1;
+        }
+        pairs
+    };
     let mut digits = [0u8; 20];
     let mut i = digits.len();
-    loop {
+    while n >= 100 {
+        let pair = (n % 100) as usize * 2;
+        n /= 100;
+        i -= 2;
+        digits[i..i + 2].copy_from_slice(&PAIRS[pair..pair + 2]);
+    }
+    if n >= 10 {
+        i -= 2;
+        digits[i..i + 2].copy_from_slice(&PAIRS[n as usize * 2..n as usize * 2 + 2]);
+    } else {
         i -= 1;
-        digits[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
+        digits[i] = b'0' + n as u8;
     }
     out.extend_from_slice(&digits[i..]);
 }
@@ -919,6 +935,17 @@ mod tests {
             push_json_string_as(&mut f, &s, &mut escaped);
             proptest::prop_assert_eq!(unescape(&escaped), plain.clone());
             proptest::prop_assert_eq!(f.message_len(escaped.len()), plain.len());
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn integers_are_their_decimal_text(n in proptest::prelude::any::<u64>(), shift in 0u32..64) {
+            for n in [n, n >> shift, shift as u64, 10u64.pow(shift % 20), 10u64.pow(shift % 20) - 1, u64::MAX] {
+                let mut out = Vec::new();
+                push_u64(n, &mut out);
+                proptest::prop_assert_eq!(String::from_utf8(out).unwrap(), n.to_string());
+            }
         }
     }
 
