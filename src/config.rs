@@ -61,10 +61,14 @@ pub const KEYS: &[Key] = &[
     key("truncation_marker", "`[Truncated...]`", "-", "Appended to a message cut to the maximum event size (1,048,550 bytes, marker included); `off` for none."),
     key("ca_bundle", "`AWS_CA_BUNDLE`", "-", "PEM file of extra CA certificates to trust (private endpoints), on top of the system's."),
     key("flush_timeout", "`30s`", "-", "Deadline for one flush, retries included (`1s`-`600s`; `ms`, `s`, `m` suffixes); after it the flush answers RETRY."),
+    key("batches_in_flight", "`2`", "Vector (`request.concurrency`)", "PutLogEvents calls one flush may have in flight at once (`1`-`8`), when a chunk makes several batches; each holds a request body of up to 1 MiB. `1` sends them one after another."),
     key("plugin_log_level", "`FLB_LOG_LEVEL`, else `info`", "Go (`FLB_LOG_LEVEL`)", "This instance's log level: `error`, `warn`, `info`, `debug` or `trace`. (`Log_Level` itself is taken by Fluent Bit's core and never reaches a proxy plugin.)"),
     key("stats_interval", "`60s`", "-", "How often the instance logs one line of its counters (also logged at exit); `off` for exit only."),
     key("add_entity", "`off`", "C", "Accepted, not supported: events are sent without the Application Signals entity; Init logs a warning when it is on."),
 ];
+
+/// The most PutLogEvents calls of one flush in flight: each holds up to 1 MiB of body.
+pub const MAX_BATCHES_IN_FLIGHT: usize = 8;
 
 /// The settings of one `[OUTPUT]` instance.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -90,6 +94,8 @@ pub struct Config {
     pub auto_retry_requests: bool,
     pub ca_bundle: Option<String>,
     pub flush_timeout: Duration,
+    /// PutLogEvents calls of one flush in flight at once.
+    pub batches_in_flight: usize,
     pub log_level: Option<Level>,
     pub stats_interval: Option<Duration>,
     /// Lines Init logs as warnings (keys accepted but not acted on).
@@ -259,6 +265,15 @@ impl Config {
                     .filter(|d| (Duration::from_secs(1)..=Duration::from_secs(600)).contains(d))
                     .ok_or_else(|| bad("flush_timeout", &v, "a duration from 1s to 600s, e.g. 30s, 1500ms, 2m"))?,
                 None => Duration::from_secs(30),
+            },
+            batches_in_flight: match get("batches_in_flight") {
+                Some(v) => v
+                    .trim()
+                    .parse()
+                    .ok()
+                    .filter(|n| (1..=MAX_BATCHES_IN_FLIGHT).contains(n))
+                    .ok_or_else(|| bad("batches_in_flight", &v, "a whole number from 1 to 8"))?,
+                None => 2,
             },
             log_level: get("plugin_log_level")
                 .map(|v| {
@@ -558,6 +573,7 @@ mod tests {
         assert!(c.auto_create_group && c.auto_create_stream);
         assert_eq!(c.role_session_name, "cloudwatch_rs");
         assert_eq!(c.flush_timeout, Duration::from_secs(30));
+        assert_eq!(c.batches_in_flight, 2);
     }
 
     #[test]
@@ -614,6 +630,9 @@ mod tests {
             (&[("extra_user_agent", "a b")], "extra_user_agent"),
             (&[("auto_retry_requests", "sometimes")], "auto_retry_requests"),
             (&[("credentials_endpoint", "ftp://x")], "credentials_endpoint"),
+            (&[("batches_in_flight", "0")], "batches_in_flight"),
+            (&[("batches_in_flight", "9")], "batches_in_flight"),
+            (&[("batches_in_flight", "many")], "batches_in_flight"),
             (&[("plugin_log_level", "loud")], "plugin_log_level"),
             (&[("stats_interval", "0s")], "stats_interval"),
             (&[("add_entity", "perhaps")], "add_entity"),
@@ -654,6 +673,7 @@ mod tests {
             ("auto_retry_requests", "false"),
             ("credentials_endpoint", "http://127.0.0.1:51679/creds"),
             ("plugin_log_level", "debug"),
+            ("batches_in_flight", "4"),
             ("stats_interval", "5m"),
             ("add_entity", "true"),
         ])
@@ -666,6 +686,7 @@ mod tests {
         assert_eq!(c.log_format.as_deref(), Some("json/emf"));
         assert!(!c.auto_retry_requests);
         assert_eq!(c.stats_interval, Some(Duration::from_secs(300)));
+        assert_eq!(c.batches_in_flight, 4);
         assert_eq!(c.warnings.len(), 1);
     }
 

@@ -79,24 +79,21 @@ pub struct Delivery {
 
 impl Delivery {
     /// Sends one batch (sorted events whose messages live in `arena`) to its group and stream.
-    /// `buf` is the caller's reusable body buffer: taken, and given back once no request holds it.
+    /// `buf` is a reusable body buffer, given back with the outcome (empty if a request still
+    /// holds it).
     pub async fn send(
         &self,
         to: &StreamKey,
         arena: &[u8],
         events: &[LogEvent],
         deadline: Instant,
-        buf: &mut Vec<u8>,
-    ) -> BatchOutcome {
-        let mut body = std::mem::take(buf);
-        request_body(&to.group, &to.stream, arena, events, &mut body);
-        let body = Bytes::from(body);
+        mut buf: Vec<u8>,
+    ) -> (BatchOutcome, Vec<u8>) {
+        request_body(&to.group, &to.stream, arena, events, &mut buf);
+        let body = Bytes::from(buf);
         let outcome = self.send_body(to, &body, events, deadline).await;
         // every attempt's clone is gone once the calls have finished: take the buffer back
-        if let Ok(unique) = body.try_into_mut() {
-            *buf = Vec::from(unique);
-        }
-        outcome
+        (outcome, body.try_into_mut().map(Vec::from).unwrap_or_default())
     }
 
     async fn send_body(&self, to: &StreamKey, body: &Bytes, events: &[LogEvent], deadline: Instant) -> BatchOutcome {

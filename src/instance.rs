@@ -8,13 +8,15 @@ use crate::delivery::{BatchOutcome, Delivery};
 use crate::log::{log_debug, log_error, log_info, log_warn};
 use crate::message::Encoder;
 use crate::naming::NameRule;
+use crate::naming::StreamKey;
 use crate::plan::Naming;
 use crate::plan::Plan;
 use crate::progress::{ChunkId, Progress};
 use crate::runtime;
 use crate::stats::Stats;
 use crate::template::{EcsMetadata, Vars};
-use std::collections::HashSet;
+use futures_util::stream::{FuturesUnordered, StreamExt};
+use std::collections::{HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -52,8 +54,8 @@ impl std::fmt::Display for InitError {
 struct Scratch {
     plan: Plan,
     encoder: Encoder,
-    /// One PutLogEvents body at a time.
-    body: Vec<u8>,
+    /// PutLogEvents bodies, one per call in flight (`batches_in_flight`).
+    bodies: Vec<Vec<u8>>,
 }
 
 pub struct Instance {
@@ -65,6 +67,9 @@ pub struct Instance {
     ecs: Option<EcsMetadata>,
     /// Fallback names already logged (a bounded set: each is logged once).
     fallbacks_logged: Mutex<HashSet<String>>,
+    /// Streams this instance has written to (a bounded set): batches to a stream not in it go
+    /// one at a time per group, so a missing group or stream is created once, not per batch.
+    known_streams: Mutex<HashSet<StreamKey>>,
     exited: AtomicBool,
     delivery: Delivery,
     stats: Arc<Stats>,
@@ -88,6 +93,8 @@ const PROGRESS_ENTRIES: usize = 4096;
 const EXIT_WAIT: Duration = Duration::from_secs(5);
 /// How many distinct fallback names are logged (each once).
 const FALLBACKS_LOGGED: usize = 1024;
+/// How many streams written to are remembered (beyond it, batches to others go one per group).
+const KNOWN_STREAMS: usize = 4096;
 
 impl Instance {
     /// Validates the config and builds the client (no network I/O).
@@ -148,6 +155,7 @@ impl Instance {
             uuid: random_uuid(),
             ecs,
             fallbacks_logged: Mutex::new(HashSet::new()),
+            known_streams: Mutex::new(HashSet::new()),
             exited: AtomicBool::new(false),
             config,
             delivery,
@@ -230,7 +238,7 @@ impl Instance {
     /// Delivers a planned chunk.
     async fn flush(&self, scratch: &mut Scratch, tag: &str) -> FlushResult {
         let deadline = Instant::now() + self.config.flush_timeout;
-        let Scratch { plan, body, .. } = scratch;
+        let Scratch { plan, bodies, .. } = scratch;
         let plan: &Plan = plan;
         let batches = plan.batches.len();
 
@@ -254,21 +262,41 @@ impl Instance {
             );
         }
 
+        // Batches go out up to `batches_in_flight` at a time: they are independent calls (no
+        // sequence tokens; CloudWatch orders a stream's events by time), so only memory bounds
+        // how many. A batch to a stream not yet written to waits while its group has a call in
+        // flight, so that what is missing is created once. After a RETRY no new call starts;
+        // those in flight finish and count.
         let (mut delivered, mut dropped, mut retry) = (0usize, 0usize, false);
-        for (i, range) in plan.batches.iter().enumerate() {
-            if done[i] {
-                continue;
+        let mut waiting: VecDeque<usize> = (0..batches).filter(|&i| !done[i]).collect();
+        let (mut flying, mut in_flight) = (Vec::new(), FuturesUnordered::new());
+        loop {
+            while !retry && in_flight.len() < self.config.batches_in_flight {
+                let startable = waiting.iter().position(|&i| {
+                    plan.key_of(i).is_none_or(|to| !flying.iter().any(|(_, g)| *g == to.group) || self.is_known(to))
+                });
+                let Some(i) = startable.and_then(|p| waiting.remove(p)) else { break };
+                let Some(to) = plan.key_of(i) else { continue };
+                let events = &plan.events[plan.batches[i].clone()];
+                let body = bodies.pop().unwrap_or_default();
+                flying.push((i, to.group.as_str()));
+                in_flight.push(async move {
+                    let (outcome, body) = self.delivery.send(to, &plan.arena, events, deadline, body).await;
+                    (i, to, outcome, body)
+                });
             }
-            let events = &plan.events[range.clone()];
-            let Some(to) = events.first().and_then(|e| plan.keys.get(e.key as usize)) else {
-                continue;
-            };
-            match self.delivery.send(to, &plan.arena, events, deadline, body).await {
-                BatchOutcome::Delivered => delivered += 1,
+            let Some((i, to, outcome, body)) = in_flight.next().await else { break };
+            flying.retain(|(j, _)| *j != i);
+            bodies.push(body);
+            match outcome {
+                BatchOutcome::Delivered => {
+                    delivered += 1;
+                    self.note_known(to);
+                }
                 BatchOutcome::Dropped => dropped += 1,
                 BatchOutcome::Retry => {
                     retry = true;
-                    break;
+                    continue;
                 }
             }
             done[i] = true;
@@ -292,6 +320,18 @@ impl Instance {
             FlushResult::Error
         } else {
             FlushResult::Ok
+        }
+    }
+
+    fn is_known(&self, to: &StreamKey) -> bool {
+        self.known_streams.lock().map(|known| known.contains(to)).unwrap_or(false)
+    }
+
+    fn note_known(&self, to: &StreamKey) {
+        if let Ok(mut known) = self.known_streams.lock() {
+            if known.len() < KNOWN_STREAMS && !known.contains(to) {
+                known.insert(to.clone());
+            }
         }
     }
 

@@ -158,6 +158,12 @@ impl Plan {
         self.batches.extend(batches(&self.events));
     }
 
+    /// Where batch `i` goes.
+    pub fn key_of(&self, batch: usize) -> Option<&StreamKey> {
+        let first = self.events.get(self.batches.get(batch)?.start)?;
+        self.keys.get(first.key as usize)
+    }
+
     fn mix(&mut self, word: u64) {
         self.identity = (self.identity.rotate_left(23) ^ word).wrapping_mul(0x9E37_79B9_7F4A_7C15);
     }

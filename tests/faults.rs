@@ -233,9 +233,11 @@ fn plugin_for(
     endpoint: &StrictEndpoint,
     group: &str,
     flush_timeout: &str,
+    batches_in_flight: &str,
 ) -> (Arc<Host>, usize, Arc<cwrs_test_host::Output>) {
     let props = [
         ("Name", "cloudwatch_rs"),
+        ("batches_in_flight", batches_in_flight),
         ("region", "us-east-1"),
         ("log_group_name", group),
         ("log_stream_name", "s"),
@@ -261,7 +263,7 @@ fn a_retried_chunk_skips_the_batches_already_accepted() {
     // six records of ~400 KB: three batches of two
     let chunks = big_records_chunk(6);
     let capture = StderrCapture::start();
-    let (host, reg, out) = plugin_for(&endpoint, "progress", "2s");
+    let (host, reg, out) = plugin_for(&endpoint, "progress", "2s", "2");
     let clear = {
         let faults = no_faults();
         let ep = &endpoint;
@@ -347,7 +349,7 @@ fn exit_reports_chunks_left_partly_delivered() {
     let endpoint = StrictEndpoint::start(false, Faults { throttle_after_puts: Some(1), ..no_faults() }, 31);
     let chunks = big_records_chunk(4);
     let capture = StderrCapture::start();
-    let (host, reg, out) = plugin_for(&endpoint, "left-over", "1s");
+    let (host, reg, out) = plugin_for(&endpoint, "left-over", "1s", "1");
     let report = host.run(&out, chunks, Duration::from_millis(100));
     host.exit(&out);
     host.unregister(reg);
@@ -357,4 +359,31 @@ fn exit_reports_chunks_left_partly_delivered() {
     assert!(log.contains("exit with 1 partly delivered chunks still awaiting Fluent Bit's retry"), "{log}");
     let seen: Vec<u64> = endpoint.accepted().iter().filter_map(|a| a.seq).collect();
     assert_eq!(seen, vec![0, 1], "the first batch once, nothing twice");
+}
+
+#[test]
+fn batches_of_one_chunk_are_in_flight_together_up_to_batches_in_flight() {
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    plugin_env();
+    // every answer held back 300 ms, so calls sent together overlap at the endpoint
+    let slow = Faults { slow: 1.0, slow_for: Duration::from_millis(300), ..no_faults() };
+    for (in_flight, expected) in [("1", 1), ("3", 3)] {
+        let endpoint = StrictEndpoint::start(false, slow.clone(), 41);
+        let (host, reg, out) = plugin_for(&endpoint, "together", "20s", in_flight);
+        // eight records of ~400 KB: four batches of two
+        let report = host.run(&out, big_records_chunk(8), Duration::from_secs(1));
+        host.exit(&out);
+        host.unregister(reg);
+        let mut seen: Vec<u64> = endpoint.accepted().iter().filter_map(|a| a.seq).collect();
+        seen.sort_unstable();
+        eprintln!("batches_in_flight {in_flight}: {report:?}, {}", endpoint.summary());
+        assert_eq!((report.ok, report.retry), (1, 0), "{report:?}");
+        assert_eq!(seen, (0..8).collect::<Vec<_>>(), "every record once");
+        assert_eq!(endpoint.counters().max_puts_in_flight.load(std::sync::atomic::Ordering::Relaxed), expected);
+        // the group and stream were missing: the first batch went alone and created them once
+        let calls = endpoint.calls();
+        for op in ["CreateLogGroup", "CreateLogStream"] {
+            assert_eq!(calls.iter().filter(|c| c.op == op).count(), 1, "{op}: {calls:?}");
+        }
+    }
 }

@@ -106,6 +106,26 @@ pub struct Counters {
     pub injected_reject_new: AtomicU64,
     pub groups_created: AtomicU64,
     pub streams_created: AtomicU64,
+    /// PutLogEvents calls being read or answered now, and the most seen at once.
+    pub puts_in_flight: AtomicU64,
+    pub max_puts_in_flight: AtomicU64,
+}
+
+/// Counts one PutLogEvents call in flight while it lives.
+struct InFlight<'a>(&'a Counters);
+
+impl<'a> InFlight<'a> {
+    fn start(c: &'a Counters) -> InFlight<'a> {
+        let now = c.puts_in_flight.fetch_add(1, Relaxed) + 1;
+        c.max_puts_in_flight.fetch_max(now, Relaxed);
+        InFlight(c)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.puts_in_flight.fetch_sub(1, Relaxed);
+    }
 }
 
 /// A request other than PutLogEvents (CreateLogGroup, PutRetentionPolicy…), as received.
@@ -226,7 +246,7 @@ impl StrictEndpoint {
         format!(
             "requests={} put_ok={} rule_violations={} not_found={} events_accepted={} rejected_old={} rejected_new={} \
              injected: throttle={} 500={} 503={} reset={} slow={} (discarded {}) delete_stream={} delete_group={} \
-             expired_token={} reject_old={} reject_new={}",
+             expired_token={} reject_old={} reject_new={} max_puts_in_flight={}",
             f(&c.requests),
             f(&c.put_calls_ok),
             f(&c.rule_violations),
@@ -245,6 +265,7 @@ impl StrictEndpoint {
             f(&c.injected_expired_token),
             f(&c.injected_reject_old),
             f(&c.injected_reject_new),
+            f(&c.max_puts_in_flight),
         )
     }
 }
@@ -300,6 +321,7 @@ fn serve(tcp: TcpStream, tls: Option<Arc<rustls::ServerConfig>>, st: &State) {
         let target = headers.get("x-amz-target").cloned().unwrap_or_default();
         let is_put = target.ends_with(".PutLogEvents");
         st.counters.requests.fetch_add(1, Relaxed);
+        let _in_flight = is_put.then(|| InFlight::start(&st.counters));
         let fault = if is_put { draw_fault(st) } else { None };
         if fault == Some(Fault::Reset) {
             // read about half the body, then reset the connection
