@@ -164,12 +164,21 @@ pub fn request_body(group: &str, stream: &str, arena: &[u8], events: &[LogEvent]
     out.extend_from_slice(b",\"logStreamName\":");
     push_escaped_quoted(stream.as_bytes(), out);
     out.extend_from_slice(b",\"logEvents\":[");
+    // where the previous event's timestamp digits are: neighbours often share a millisecond
+    let mut last: Option<(i64, Range<usize>)> = None;
     for (i, e) in events.iter().enumerate() {
         if i > 0 {
             out.push(b',');
         }
         out.extend_from_slice(b"{\"timestamp\":");
-        push_i64(e.timestamp, out);
+        match &last {
+            Some((t, digits)) if *t == e.timestamp => out.extend_from_within(digits.clone()),
+            _ => {
+                let start = out.len();
+                push_i64(e.timestamp, out);
+                last = Some((e.timestamp, start..out.len()));
+            }
+        }
         // the message was escaped when it was encoded: copied, not scanned again
         out.extend_from_slice(b",\"message\":\"");
         out.extend_from_slice(e.escaped(arena));
@@ -186,10 +195,13 @@ mod body_tests {
     fn the_body_is_the_json_the_api_expects() {
         // the two messages, as `Encoder::encode_escaped` stores them
         let arena = r#"{\"a\":\"q\\\"\"}plain\ttext é"#.as_bytes();
-        let events = [
+        let (a, b) = (
             LogEvent { timestamp: 5, start: 0, stored: 17, len: 11, key: 0 },
-            LogEvent { timestamp: -0, start: 17, stored: 14, len: 13, key: 0 },
-        ];
+            LogEvent { timestamp: 5, start: 17, stored: 14, len: 13, key: 0 },
+        );
+        // equal neighbouring timestamps reuse the digits written before
+        let events =
+            [a, b, LogEvent { timestamp: 1_700_000_000_123, ..a }, LogEvent { timestamp: 1_700_000_000_123, ..b }];
         let mut out = Vec::new();
         request_body("g/1", "s:\"x", arena, &events, &mut out);
         let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
@@ -197,7 +209,9 @@ mod body_tests {
             v,
             serde_json::json!({"logGroupName": "g/1", "logStreamName": "s:\"x", "logEvents": [
                 {"timestamp": 5, "message": "{\"a\":\"q\\\"\"}"},
-                {"timestamp": 0, "message": "plain\ttext é"},
+                {"timestamp": 5, "message": "plain\ttext é"},
+                {"timestamp": 1_700_000_000_123_i64, "message": "{\"a\":\"q\\\"\"}"},
+                {"timestamp": 1_700_000_000_123_i64, "message": "plain\ttext é"},
             ]})
         );
     }

@@ -61,7 +61,7 @@ pub const KEYS: &[Key] = &[
     key("truncation_marker", "`[Truncated...]`", "-", "Appended to a message cut to the maximum event size (1,048,550 bytes, marker included); `off` for none."),
     key("ca_bundle", "`AWS_CA_BUNDLE`", "-", "PEM file of extra CA certificates to trust (private endpoints), on top of the system's."),
     key("flush_timeout", "`30s`", "-", "Deadline for one flush, retries included (`1s`-`600s`; `ms`, `s`, `m` suffixes); after it the flush answers RETRY."),
-    key("batches_in_flight", "`2`", "Vector (`request.concurrency`)", "PutLogEvents calls one flush may have in flight at once (`1`-`8`), when a chunk makes several batches; each holds a request body of up to 1 MiB. `1` sends them one after another."),
+    key("batches_in_flight", "`1`", "Vector (`request.concurrency`)", "PutLogEvents calls one flush may have in flight at once (`1`-`8`) when a chunk makes several batches: raise it when the round trip to CloudWatch, not CPU, limits a worker. Each call holds a request body of up to 1 MiB; `1` sends a chunk's batches one after another."),
     key("plugin_log_level", "`FLB_LOG_LEVEL`, else `info`", "Go (`FLB_LOG_LEVEL`)", "This instance's log level: `error`, `warn`, `info`, `debug` or `trace`. (`Log_Level` itself is taken by Fluent Bit's core and never reaches a proxy plugin.)"),
     key("stats_interval", "`60s`", "-", "How often the instance logs one line of its counters (also logged at exit); `off` for exit only."),
     key("add_entity", "`off`", "C", "Accepted, not supported: events are sent without the Application Signals entity; Init logs a warning when it is on."),
@@ -273,7 +273,7 @@ impl Config {
                     .ok()
                     .filter(|n| (1..=MAX_BATCHES_IN_FLIGHT).contains(n))
                     .ok_or_else(|| bad("batches_in_flight", &v, "a whole number from 1 to 8"))?,
-                None => 2,
+                None => 1,
             },
             log_level: get("plugin_log_level")
                 .map(|v| {
@@ -573,7 +573,7 @@ mod tests {
         assert!(c.auto_create_group && c.auto_create_stream);
         assert_eq!(c.role_session_name, "cloudwatch_rs");
         assert_eq!(c.flush_timeout, Duration::from_secs(30));
-        assert_eq!(c.batches_in_flight, 2);
+        assert_eq!(c.batches_in_flight, 1);
     }
 
     #[test]

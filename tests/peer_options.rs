@@ -70,6 +70,8 @@ fn every_key(url: &str, creds: &str) -> Vec<(&'static str, String)> {
         ("auto_retry_requests", "true"),
         ("truncation_marker", "[cut]"),
         ("flush_timeout", "20s"),
+        // batches of the new groups' streams in flight together: each group is still created once
+        ("batches_in_flight", "4"),
         ("plugin_log_level", "debug"),
         ("stats_interval", "1s"),
         ("add_entity", "false"),
