@@ -4,8 +4,9 @@
 //! plugin's (plus the host's chunk copies). Reports the median of 5 runs: records/s, MB/s,
 //! CPU-seconds per GB of chunk, and the peak memory added during the run. The same runs
 //! through a null plugin (`tests/null-plugin`, which answers every flush OK at once) give the
-//! host's own cost, subtracted from the plugin's CPU. Last, memory while the endpoint stalls
-//! for a minute and then refuses for a minute, under steady traffic.
+//! host's own cost, subtracted from the plugin's CPU. Then one worker's throughput against an
+//! endpoint 50 ms away, by `batches_in_flight`. Last, memory while the endpoint stalls for a
+//! minute and then refuses for a minute, under steady traffic.
 
 use cwrs_test_host::{chunk, record, Host, FB_5_1_1};
 use std::io::{BufRead, BufReader};
@@ -162,11 +163,52 @@ fn main() {
             median(peaks)
         );
     }
+    distant_endpoint(&host, &url, &ca, server.stdin.as_mut().unwrap());
     if std::env::var_os("CWRS_BENCH_SKIP_STALL").is_none() {
         stalled_endpoint(&host, &url, &ca, server.stdin.as_mut().unwrap());
     }
     drop(server.stdin.take());
     let _ = server.wait();
+}
+
+/// `Workers 1` against an endpoint that answers every PutLogEvents 50 ms late (a distant
+/// region): what `batches_in_flight` does for one worker's throughput. Median of 3 runs each.
+fn distant_endpoint(host: &Arc<Host>, url: &str, ca: &str, control: &mut std::process::ChildStdin) {
+    use std::io::Write;
+    let (chunks, records, bytes) = corpus(1024, 64 << 20);
+    writeln!(control, "latency 50").and_then(|_| control.flush()).unwrap();
+    println!("  ~1 KB records, Workers 1, every PutLogEvents answered 50 ms late, median of 3 runs:");
+    for in_flight in ["1", "2", "4"] {
+        let mut rates = Vec::new();
+        for run in 0..3 {
+            let reg = host.register().unwrap();
+            let group = format!("bench-distant-{in_flight}-{run}");
+            let props = [
+                ("Name", "cloudwatch_rs"),
+                ("Workers", "1"),
+                ("region", "us-east-1"),
+                ("log_group_name", group.as_str()),
+                ("log_stream_prefix", "s-"),
+                ("auto_create_group", "on"),
+                ("endpoint", url),
+                ("sts_endpoint", url),
+                ("ca_bundle", ca),
+                ("startup_check", "off"),
+                ("stats_interval", "off"),
+                ("batches_in_flight", in_flight),
+            ];
+            let out = Arc::new(host.new_output(reg, &props));
+            assert_eq!(host.init(&out), 1);
+            let t0 = Instant::now();
+            let report = host.run(&out, chunks.clone(), Duration::from_millis(100));
+            rates.push(bytes as f64 / 1e6 / t0.elapsed().as_secs_f64());
+            assert_eq!((report.retry, report.error), (0, 0), "{report:?}");
+            host.exit(&out);
+            host.unregister(reg);
+        }
+        println!("    batches_in_flight {in_flight}: {:.0} MB/s ({records} records per run)", median(rates));
+    }
+    writeln!(control, "normal").and_then(|_| control.flush()).unwrap();
 }
 
 /// Steady traffic (two workers flushing 2 MB chunks back to back, as Fluent Bit drains a

@@ -2,7 +2,8 @@
 //! measure the plugin's CPU alone). Prints `URL <url>` and, with TLS, `CA <pem file>`, then
 //! serves until its standard input closes, and prints its counters to stderr. Lines on
 //! standard input change its behaviour: `stall` (every PutLogEvents hangs for 10 minutes),
-//! `refuse` (every PutLogEvents is throttled), `normal`.
+//! `refuse` (every PutLogEvents is throttled), `latency <ms>` (every PutLogEvents is answered
+//! that late: a distant region), `normal`.
 
 use cwrs_test_host::strict::{Faults, StrictEndpoint};
 use std::io::{BufRead, Write};
@@ -25,7 +26,10 @@ fn main() {
         let faults = match line.trim() {
             "stall" => Faults { slow: 1.0, slow_for: Duration::from_secs(600), ..Faults::default() },
             "refuse" => Faults { throttle: 1.0, ..Faults::default() },
-            _ => Faults::default(),
+            other => match other.strip_prefix("latency ").and_then(|ms| ms.parse().ok()) {
+                Some(ms) => Faults { slow: 1.0, slow_for: Duration::from_millis(ms), ..Faults::default() },
+                None => Faults::default(),
+            },
         };
         endpoint.set_faults(faults);
     }
