@@ -7,8 +7,7 @@ use crate::credentials::{clients, report_startup_check, startup_check};
 use crate::delivery::{BatchOutcome, Delivery};
 use crate::log::{log_debug, log_error, log_info, log_warn};
 use crate::message::Encoder;
-use crate::naming::NameRule;
-use crate::naming::StreamKey;
+use crate::naming::{NameRule, StreamKey};
 use crate::plan::Naming;
 use crate::plan::Plan;
 use crate::progress::{ChunkId, Progress};
@@ -328,6 +327,10 @@ impl Instance {
     }
 
     fn note_known(&self, to: &StreamKey) {
+        // only consulted when calls can overlap
+        if self.config.batches_in_flight == 1 {
+            return;
+        }
         if let Ok(mut known) = self.known_streams.lock() {
             if known.len() < KNOWN_STREAMS && !known.contains(to) {
                 known.insert(to.clone());
