@@ -49,6 +49,9 @@ pub enum Encoded {
     MissingKey,
 }
 
+/// What `Encoder::encode_escaped` made of one body, and the message's own length.
+pub type EscapedMessage = Result<(Encoded, usize), MsgpackError>;
+
 /// Reusable scratch space, so encoding allocates nothing once warmed up.
 #[derive(Debug, Default)]
 pub struct Encoder {
@@ -94,7 +97,7 @@ impl Encoder {
         timestamp_ms: i64,
         format: &MessageFormat,
         out: &mut Vec<u8>,
-    ) -> Result<(Encoded, usize), MsgpackError> {
+    ) -> EscapedMessage {
         self.encode_as(InBody::default(), body, timestamp_ms, format, out)
     }
 
@@ -103,14 +106,13 @@ impl Encoder {
     /// metrics), the body is read once, in the same pass that finds its end. An error means
     /// the bytes are not msgpack (the body's end is unknown); with `log_key` or metrics a body
     /// that is intact msgpack but cannot be encoded is `Ok` with the error inside.
-    #[allow(clippy::type_complexity)]
     pub fn encode_escaped_from<'a>(
         &mut self,
         reader: &mut Reader<'a>,
         timestamp_ms: i64,
         format: &MessageFormat,
         out: &mut Vec<u8>,
-    ) -> Result<(Result<(Encoded, usize), MsgpackError>, &'a [u8]), MsgpackError> {
+    ) -> Result<(EscapedMessage, &'a [u8]), MsgpackError> {
         if format.log_key.is_some() || format.metrics.is_some() {
             let body = reader.raw_value()?;
             return Ok((self.encode_escaped(body, timestamp_ms, format, out), body));
