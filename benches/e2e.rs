@@ -8,7 +8,7 @@
 //! endpoint 50 ms away, by `batches_in_flight`. Last, memory while the endpoint stalls for a
 //! minute and then refuses for a minute, under steady traffic.
 
-use cwrs_test_host::{chunk, record, Host, FB_5_1_1};
+use cwrs_test_host::{chunk, record, Host, Output, FB_5_1_1};
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -60,6 +60,28 @@ fn corpus(size: usize, total_bytes: usize) -> (Vec<(Vec<u8>, String)>, usize, us
     let chunks: Vec<(Vec<u8>, String)> =
         chunk(recs, 2 << 20).into_iter().enumerate().map(|(i, c)| (c, format!("bench.{}", i % 4))).collect();
     (chunks, records, bytes)
+}
+
+/// The plugin registered and initialised for `group` at the strict endpoint, with `extra` keys
+/// on top of the ones every part of the benchmark uses.
+fn start(host: &Host, url: &str, ca: &str, group: &str, extra: &[(&str, &str)]) -> (usize, Arc<Output>) {
+    let reg = host.register().unwrap();
+    let mut props = vec![
+        ("Name", "cloudwatch_rs"),
+        ("region", "us-east-1"),
+        ("log_group_name", group),
+        ("log_stream_prefix", "s-"),
+        ("auto_create_group", "on"),
+        ("endpoint", url),
+        ("sts_endpoint", url),
+        ("ca_bundle", ca),
+        ("startup_check", "off"),
+        ("stats_interval", "off"),
+    ];
+    props.extend_from_slice(extra);
+    let out = Arc::new(host.new_output(reg, &props));
+    assert_eq!(host.init(&out), 1);
+    (reg, out)
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -119,22 +141,7 @@ fn main() {
         );
         let (mut rates, mut cpus, mut peaks) = (Vec::new(), Vec::new(), Vec::new());
         for run in 0..RUNS {
-            let reg = host.register().unwrap();
-            let group = format!("bench-{size}-{run}");
-            let props = [
-                ("Name", "cloudwatch_rs"),
-                ("Workers", "2"),
-                ("region", "us-east-1"),
-                ("log_group_name", group.as_str()),
-                ("log_stream_prefix", "s-"),
-                ("auto_create_group", "on"),
-                ("endpoint", url.as_str()),
-                ("sts_endpoint", url.as_str()),
-                ("ca_bundle", ca.as_str()),
-                ("startup_check", "off"),
-            ];
-            let out = Arc::new(host.new_output(reg, &props));
-            assert_eq!(host.init(&out), 1);
+            let (reg, out) = start(&host, &url, &ca, &format!("bench-{size}-{run}"), &[("Workers", "2")]);
             let input = chunks.clone();
             cwrs_test_host::trim_heap();
             let _ = std::fs::write("/proc/self/clear_refs", "5"); // reset the peak RSS mark
@@ -181,24 +188,8 @@ fn distant_endpoint(host: &Arc<Host>, url: &str, ca: &str, control: &mut std::pr
     for in_flight in ["1", "2", "4"] {
         let mut rates = Vec::new();
         for run in 0..3 {
-            let reg = host.register().unwrap();
             let group = format!("bench-distant-{in_flight}-{run}");
-            let props = [
-                ("Name", "cloudwatch_rs"),
-                ("Workers", "1"),
-                ("region", "us-east-1"),
-                ("log_group_name", group.as_str()),
-                ("log_stream_prefix", "s-"),
-                ("auto_create_group", "on"),
-                ("endpoint", url),
-                ("sts_endpoint", url),
-                ("ca_bundle", ca),
-                ("startup_check", "off"),
-                ("stats_interval", "off"),
-                ("batches_in_flight", in_flight),
-            ];
-            let out = Arc::new(host.new_output(reg, &props));
-            assert_eq!(host.init(&out), 1);
+            let (reg, out) = start(host, url, ca, &group, &[("Workers", "1"), ("batches_in_flight", in_flight)]);
             let t0 = Instant::now();
             let report = host.run(&out, chunks.clone(), Duration::from_millis(100));
             rates.push(bytes as f64 / 1e6 / t0.elapsed().as_secs_f64());
@@ -219,22 +210,7 @@ fn stalled_endpoint(host: &Arc<Host>, url: &str, ca: &str, control: &mut std::pr
     use std::io::Write;
     use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
     let (chunks, _, _) = corpus(1024, 8 << 20);
-    let reg = host.register().unwrap();
-    let props = [
-        ("Name", "cloudwatch_rs"),
-        ("Workers", "2"),
-        ("region", "us-east-1"),
-        ("log_group_name", "bench-stall"),
-        ("log_stream_prefix", "s-"),
-        ("auto_create_group", "on"),
-        ("endpoint", url),
-        ("sts_endpoint", url),
-        ("ca_bundle", ca),
-        ("startup_check", "off"),
-        ("stats_interval", "off"),
-    ];
-    let out = Arc::new(host.new_output(reg, &props));
-    assert_eq!(host.init(&out), 1);
+    let (reg, out) = start(host, url, ca, "bench-stall", &[("Workers", "2")]);
     let stop = Arc::new(AtomicBool::new(false));
     let (ok, retry) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
     let workers: Vec<_> = (0..2)
