@@ -267,12 +267,11 @@ impl Config {
                 None => Duration::from_secs(30),
             },
             batches_in_flight: match get("batches_in_flight") {
-                Some(v) => v
-                    .trim()
-                    .parse()
-                    .ok()
-                    .filter(|n| (1..=MAX_BATCHES_IN_FLIGHT).contains(n))
-                    .ok_or_else(|| bad("batches_in_flight", &v, "a whole number from 1 to 8"))?,
+                Some(v) => {
+                    v.trim().parse().ok().filter(|n| (1..=MAX_BATCHES_IN_FLIGHT).contains(n)).ok_or_else(|| {
+                        bad("batches_in_flight", &v, format!("a whole number from 1 to {MAX_BATCHES_IN_FLIGHT}"))
+                    })?
+                }
                 None => 1,
             },
             log_level: get("plugin_log_level")
