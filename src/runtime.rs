@@ -48,8 +48,12 @@ pub fn handle() -> std::io::Result<Handle> {
     if let Some(rt) = &s.runtime {
         return Ok(rt.handle().clone());
     }
+    // One worker: records are decoded and encoded on Fluent Bit's own flush threads; what is
+    // left here (signing, TLS, the SDK; the sockets wait without a thread) is about 1.2
+    // CPU-seconds per GB, so one thread ships some 800 MB/s, and a second one cost more in
+    // hand-offs between threads than it gave (make bench, README Performance).
     let rt = Builder::new_multi_thread()
-        .worker_threads(2)
+        .worker_threads(1)
         .max_blocking_threads(4)
         .thread_name("cloudwatch_rs")
         .enable_all()

@@ -387,3 +387,42 @@ fn batches_of_one_chunk_are_in_flight_together_up_to_batches_in_flight() {
         }
     }
 }
+
+#[test]
+fn flushes_of_different_workers_are_in_flight_together() {
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    plugin_env();
+    // every answer held back 300 ms: four workers flushing at once must overlap at the endpoint,
+    // although the plugin's runtime has a single thread
+    let slow = Faults { slow: 1.0, slow_for: Duration::from_millis(300), ..no_faults() };
+    let endpoint = StrictEndpoint::start(false, slow, 43);
+    let props = [
+        ("Name", "cloudwatch_rs"),
+        ("Workers", "4"),
+        ("region", "us-east-1"),
+        ("log_group_name", "workers"),
+        ("log_stream_prefix", "w-"),
+        ("auto_create_group", "on"),
+        ("endpoint", endpoint.url.as_str()),
+        ("sts_endpoint", endpoint.url.as_str()),
+        ("startup_check", "off"),
+    ];
+    let host = Arc::new(Host::load(&support::plugin(), FB_5_1_1).unwrap());
+    let reg = host.register().unwrap();
+    let out = Arc::new(host.new_output(reg, &props));
+    assert_eq!(host.init(&out), 1);
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() as u32;
+    // one chunk per worker, each to its own stream (the tag names it)
+    let chunks = (0..4u64)
+        .map(|i| (chunk([record(true, now, 0, &json!({ "seq": i }))], usize::MAX).remove(0), format!("t{i}")))
+        .collect();
+    let report = host.run(&out, chunks, Duration::from_secs(1));
+    host.exit(&out);
+    host.unregister(reg);
+    eprintln!("{report:?}, {}", endpoint.summary());
+    assert_eq!((report.ok, report.retry), (4, 0), "{report:?}");
+    let mut seen: Vec<u64> = endpoint.accepted().iter().filter_map(|a| a.seq).collect();
+    seen.sort_unstable();
+    assert_eq!(seen, vec![0, 1, 2, 3], "every record once");
+    assert_eq!(endpoint.counters().max_puts_in_flight.load(Relaxed), 4);
+}
