@@ -117,10 +117,7 @@ fn run(name: &str, faults: Faults, tls: bool, corpus: Corpus, extra: &[(&str, &s
     endpoint.set_faults(faults);
 
     let capture = StderrCapture::start();
-    let host = Arc::new(Host::load(&support::plugin(), FB_5_1_1).unwrap());
-    let reg = host.register().unwrap();
-    let out = Arc::new(host.new_output(reg, &props));
-    assert_eq!(host.init(&out), 1);
+    let (host, reg, out) = started(&props);
     let (records, truncated) = (corpus.records, corpus.truncated);
     let report = host.run(&out, corpus.chunks, Duration::from_millis(300));
     host.exit(&out);
@@ -247,9 +244,14 @@ fn plugin_for(
         ("flush_timeout", flush_timeout),
         ("startup_check", "off"),
     ];
+    started(&props)
+}
+
+/// The plugin loaded, registered and initialised with `props`, as Fluent Bit does at startup.
+fn started(props: &[(&str, &str)]) -> (Arc<Host>, usize, Arc<cwrs_test_host::Output>) {
     let host = Arc::new(Host::load(&support::plugin(), FB_5_1_1).unwrap());
     let reg = host.register().unwrap();
-    let out = Arc::new(host.new_output(reg, &props));
+    let out = Arc::new(host.new_output(reg, props));
     assert_eq!(host.init(&out), 1);
     (host, reg, out)
 }
@@ -311,10 +313,7 @@ fn a_missing_group_without_auto_create_answers_retry_and_says_what_is_missing() 
         ("startup_check", "off"),
     ];
     let capture = StderrCapture::start();
-    let host = Arc::new(Host::load(&support::plugin(), FB_5_1_1).unwrap());
-    let reg = host.register().unwrap();
-    let out = Arc::new(host.new_output(reg, &props));
-    assert_eq!(host.init(&out), 1);
+    let (host, reg, out) = started(&props);
     let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() as u32;
     let small = |from: u64| {
         let recs = (from..from + 10).map(|i| record(true, now, 0, &json!({ "seq": i })));
@@ -407,10 +406,7 @@ fn flushes_of_different_workers_are_in_flight_together() {
         ("sts_endpoint", endpoint.url.as_str()),
         ("startup_check", "off"),
     ];
-    let host = Arc::new(Host::load(&support::plugin(), FB_5_1_1).unwrap());
-    let reg = host.register().unwrap();
-    let out = Arc::new(host.new_output(reg, &props));
-    assert_eq!(host.init(&out), 1);
+    let (host, reg, out) = started(&props);
     let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() as u32;
     // one chunk per worker, each to its own stream (the tag names it)
     let chunks = (0..4u64)
