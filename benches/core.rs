@@ -2,11 +2,11 @@
 //! encoded to CloudWatch messages, sorted and cut into batches — on ~1 KB JSON-like records and
 //! on ~100-byte records. Prints the median of several runs; no network, no AWS.
 
-use cloudwatch_rs::batch::request_body;
-use cloudwatch_rs::message::{Encoder, MessageFormat};
-use cloudwatch_rs::naming::NameRule;
-use cloudwatch_rs::plan::{Naming, Plan};
-use cloudwatch_rs::template::{NameKind, Template, Vars};
+use cloudwatch_rs::core::batch::request_body;
+use cloudwatch_rs::core::message::{Encoder, MessageFormat};
+use cloudwatch_rs::core::naming::NameRule;
+use cloudwatch_rs::core::plan::{Naming, Plan};
+use cloudwatch_rs::core::template::{NameKind, Template, Vars};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};

@@ -1,19 +1,19 @@
 //! One `[OUTPUT]` instance: its config, its client, its counters, and the flush itself —
 //! the pure plan (decode → encode → sort → cut) followed by delivery of each batch.
 
-use crate::config::StartupCheck;
-use crate::config::{Config, ConfigError};
-use crate::credentials::{clients, report_startup_check, startup_check};
-use crate::delivery::{BatchOutcome, Delivery};
+use crate::aws::credentials::{clients, report_startup_check, startup_check};
+use crate::aws::delivery::{BatchOutcome, Delivery};
+use crate::core::config::StartupCheck;
+use crate::core::config::{Config, ConfigError};
+use crate::core::message::Encoder;
+use crate::core::naming::{NameRule, StreamKey};
+use crate::core::plan::Naming;
+use crate::core::plan::Plan;
+use crate::core::progress::{ChunkId, Progress};
+use crate::core::template::{EcsMetadata, Vars};
 use crate::log::{log_debug, log_error, log_info, log_warn};
-use crate::message::Encoder;
-use crate::naming::{NameRule, StreamKey};
-use crate::plan::Naming;
-use crate::plan::Plan;
-use crate::progress::{ChunkId, Progress};
 use crate::runtime;
 use crate::stats::Stats;
-use crate::template::{EcsMetadata, Vars};
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use std::collections::{HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -109,7 +109,7 @@ impl Instance {
         }
         let handle = runtime::handle().map_err(|e| (label.clone(), InitError::Runtime(e)))?;
         let ecs = if config.group.uses_ecs() || config.stream.uses_ecs() {
-            match handle.block_on(crate::metadata::ecs_task(&env)) {
+            match handle.block_on(crate::aws::metadata::ecs_task(&env)) {
                 Ok(m) => Some(m),
                 Err(why) => {
                     log_warn!(&label, "ECS task metadata unavailable ({}); names using $(ecs_*) fall back", why);
@@ -374,7 +374,7 @@ impl Instance {
                 "tag '{}': {} events over {} bytes were cut to fit",
                 tag,
                 plan.truncated,
-                crate::message::MAX_MESSAGE_BYTES
+                crate::core::message::MAX_MESSAGE_BYTES
             );
         }
         let d = &plan.dropped;

@@ -6,7 +6,7 @@
 
 mod support;
 
-use cloudwatch_rs::config::KEYS;
+use cloudwatch_rs::core::config::KEYS;
 use std::path::{Path, PathBuf};
 use support::{root, Moto};
 

@@ -4,7 +4,7 @@
 
 mod support;
 
-use cloudwatch_rs::config::KEYS;
+use cloudwatch_rs::core::config::KEYS;
 use cwrs_test_host::{record, thread_count, Host, FB_1_9_10, FB_4_2, FB_5_1_1};
 use std::sync::Arc;
 use std::time::Duration;

@@ -13,9 +13,9 @@
 use std::fmt::{self, Write as _};
 use std::ops::Range;
 
-use crate::msgpack::{Reader, Token};
-use crate::naming::MAX_NAME_BYTES;
-use crate::record_path::{is_name_byte, parse_subscripts, RecordPath};
+use crate::core::msgpack::{Reader, Token};
+use crate::core::naming::MAX_NAME_BYTES;
+use crate::core::record_path::{is_name_byte, parse_subscripts, RecordPath};
 
 /// The longest template accepted.
 pub const MAX_TEMPLATE_BYTES: usize = 1024;

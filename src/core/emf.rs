@@ -15,8 +15,8 @@
 //! characters) and from the CloudWatch API's `Dimension`, `MetricDatum` and `PutMetricData` rules.
 //! Like `message`, this walks the body without recursion and allocates only `out`.
 
-use crate::message::{push_escaped_quoted, push_i64, push_json_string, write_scalar, Encoder};
-use crate::msgpack::{MsgpackError, Reader, Token};
+use crate::core::message::{push_escaped_quoted, push_i64, push_json_string, write_scalar, Encoder};
+use crate::core::msgpack::{MsgpackError, Reader, Token};
 
 /// EMF: a MetricDirective's `Metrics` holds at most 100 definitions.
 pub const MAX_METRICS: usize = 100;

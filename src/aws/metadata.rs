@@ -3,7 +3,7 @@
 //! Both live on a link-local or loopback address and speak plain HTTP, so a minimal HTTP/1.1
 //! GET serves; it runs at Init or at a credential refresh, never per record.
 
-use crate::template::EcsMetadata;
+use crate::core::template::EcsMetadata;
 use aws_credential_types::provider::{self, error::CredentialsError, future, ProvideCredentials};
 use aws_credential_types::Credentials;
 use aws_smithy_json::deserialize::{json_token_iter, Token};

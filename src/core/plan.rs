@@ -1,11 +1,11 @@
 //! One flush buffer → the events to send, sorted and cut into batches, with a count of every
 //! record that will not be sent and why. Pure: no I/O, no globals.
 
-use crate::batch::{batches, sort_events, LogEvent};
-use crate::chunk::{Chunk, Damage, Entry};
-use crate::message::{Encoded, Encoder, MessageFormat};
-use crate::naming::{NameRule, StreamKey};
-use crate::template::{Unresolved, Vars};
+use crate::core::batch::{batches, sort_events, LogEvent};
+use crate::core::chunk::{Chunk, Damage, Entry};
+use crate::core::message::{Encoded, Encoder, MessageFormat};
+use crate::core::naming::{NameRule, StreamKey};
+use crate::core::template::{Unresolved, Vars};
 use std::collections::HashMap;
 use std::ops::Range;
 
@@ -212,9 +212,9 @@ struct NameScratch {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::message::MAX_MESSAGE_BYTES;
-    use crate::record_path::RecordPath;
-    use crate::template::{NameKind, Template};
+    use crate::core::message::MAX_MESSAGE_BYTES;
+    use crate::core::record_path::RecordPath;
+    use crate::core::template::{NameKind, Template};
     use proptest::prelude::*;
 
     static GROUP: NameRule = NameRule::Fixed(String::new());
@@ -304,7 +304,7 @@ mod tests {
             chunk.extend(rmp_serde::to_vec(&serde_json::json!({ "log": msg })).unwrap());
             let mut plan = Plan::default();
             plan.build(&chunk, "t", fixed(), &MessageFormat::default(), &mut Encoder::new());
-            crate::progress::ChunkId::of_plan("t", &plan)
+            crate::core::progress::ChunkId::of_plan("t", &plan)
         };
         assert_eq!(id(5, "a"), id(5, "a"));
         // same millisecond, same message: still another chunk

@@ -8,9 +8,9 @@
 //! a map key that is itself a map or array becomes the string `"(map)"` / `"(array)"`.
 //! Nesting is walked with an explicit stack, never with recursion.
 
-use crate::emf::{encode_emf, MetricFormat};
-use crate::msgpack::{MsgpackError, Reader, Token};
-use crate::record_path::RecordPath;
+use crate::core::emf::{encode_emf, MetricFormat};
+use crate::core::msgpack::{MsgpackError, Reader, Token};
+use crate::core::record_path::RecordPath;
 use std::io::Write as _;
 
 /// The largest message that fits a PutLogEvents batch on its own: 1,048,576 − 26 bytes.

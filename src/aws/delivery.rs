@@ -3,10 +3,10 @@
 //! and full jitter until the flush deadline. Every outcome is counted, every failure logged
 //! with what to do about it.
 
-use crate::batch::{request_body, LogEvent};
-use crate::config::NewGroup;
+use crate::core::batch::{request_body, LogEvent};
+use crate::core::config::NewGroup;
+use crate::core::naming::StreamKey;
 use crate::log::{log_debug, log_error, log_info, log_warn};
-use crate::naming::StreamKey;
 use crate::stats::Stats;
 use aws_sdk_cloudwatchlogs::config::interceptors::BeforeTransmitInterceptorContextMut;
 use aws_sdk_cloudwatchlogs::config::{ConfigBag, Intercept, RuntimeComponents};
@@ -74,7 +74,7 @@ pub struct Delivery {
     pub label: String,
     pub stats: Arc<Stats>,
     /// Dropped when CloudWatch refuses the credentials it signed with.
-    pub credentials: Arc<crate::credentials::CredentialCache>,
+    pub credentials: Arc<crate::aws::credentials::CredentialCache>,
 }
 
 impl Delivery {

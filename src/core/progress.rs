@@ -50,7 +50,7 @@ impl ChunkId {
     /// The id of a chunk from what it became: its messages in record order, plus the plan's
     /// hash of each record's time (to the nanosecond) and destination. The same chunk always
     /// plans the same, so Fluent Bit's retry of it is recognised without keeping a copy of it.
-    pub fn of_plan(tag: &str, plan: &crate::plan::Plan) -> ChunkId {
+    pub fn of_plan(tag: &str, plan: &crate::core::plan::Plan) -> ChunkId {
         let messages = ChunkId::of(tag, &plan.arena);
         let identity = plan.identity ^ (plan.identity >> 29);
         ChunkId {

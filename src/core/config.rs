@@ -2,12 +2,12 @@
 //! the value and what is allowed. `KEYS` is the one list of keys the plugin reads (the README
 //! table and the tests are checked against it).
 
-use crate::emf::{check_namespace, parse_dimensions, MetricFormat};
+use crate::core::emf::{check_namespace, parse_dimensions, MetricFormat};
+use crate::core::message::{MessageFormat, MissingKey};
+use crate::core::naming::{check_group_name, check_stream_name, NameRule};
+use crate::core::record_path::RecordPath;
+use crate::core::template::{NameKind, Template};
 use crate::log::Level;
-use crate::message::{MessageFormat, MissingKey};
-use crate::naming::{check_group_name, check_stream_name, NameRule};
-use crate::record_path::RecordPath;
-use crate::template::{NameKind, Template};
 use aws_config::AppName;
 use std::fmt;
 use std::time::Duration;
@@ -210,7 +210,7 @@ impl Config {
             },
             profile: get("profile"),
             credentials_endpoint: get("credentials_endpoint")
-                .map(|v| match crate::metadata::split_http_url(&v) {
+                .map(|v| match crate::aws::metadata::split_http_url(&v) {
                     Some(_) => Ok(v),
                     None => Err(bad("credentials_endpoint", &v, "an http:// URL such as http://169.254.170.2/creds")),
                 })

@@ -1,7 +1,7 @@
 //! Log group and stream names: validation of the configured ones, and the rule (fixed, tag
 //! prefix or template with a fallback) that names each record's group and stream.
 
-use crate::template::{Template, Unresolved, Vars};
+use crate::core::template::{Template, Unresolved, Vars};
 
 /// CloudWatch's limit for group and stream names.
 pub const MAX_NAME_BYTES: usize = 512;
@@ -112,7 +112,7 @@ pub fn check_stream_name(name: &str) -> Result<(), &'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::template::NameKind;
+    use crate::core::template::NameKind;
 
     #[test]
     fn prefix_plus_tag_is_sanitised_and_bounded() {

@@ -6,7 +6,7 @@
 //! but whose shape is wrong is skipped on its own; bytes that are not msgpack at all end the
 //! walk, because record boundaries cannot be found past them.
 
-use crate::msgpack::{MsgpackError, Reader, Token};
+use crate::core::msgpack::{MsgpackError, Reader, Token};
 use std::fmt;
 
 /// A record's timestamp as Fluent Bit carries it.

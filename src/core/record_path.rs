@@ -6,7 +6,7 @@
 
 use std::fmt;
 
-use crate::msgpack::{MsgpackError, Reader, Token};
+use crate::core::msgpack::{MsgpackError, Reader, Token};
 
 /// A path of map keys from the record's top level, e.g. `kubernetes` → `labels` → `app`.
 #[derive(Debug, Clone, PartialEq, Eq)]

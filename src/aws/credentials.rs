@@ -15,8 +15,8 @@
 //! - invalidated when CloudWatch refuses the credentials (ExpiredToken, UnrecognizedClient), so
 //!   the retried request is signed with fresh ones.
 
-use crate::config::{Config, ConfigError, StartupCheck};
-use crate::delivery::error_chain;
+use crate::aws::delivery::error_chain;
+use crate::core::config::{Config, ConfigError, StartupCheck};
 use crate::log::{log_error, log_info, log_warn};
 use aws_config::identity::IdentityCache;
 use aws_config::retry::RetryConfig;
@@ -64,9 +64,10 @@ pub async fn clients(config: &Config) -> Result<Clients, ConfigError> {
         loader = loader.app_name(name);
     }
     if let Some(url) = &config.credentials_endpoint {
-        loader = loader.credentials_provider(SharedCredentialsProvider::new(crate::metadata::EndpointCredentials {
-            url: url.clone(),
-        }));
+        loader =
+            loader.credentials_provider(SharedCredentialsProvider::new(crate::aws::metadata::EndpointCredentials {
+                url: url.clone(),
+            }));
     }
     let http = https_client(config.ca_bundle.as_deref())?;
     loader = loader.http_client(http.clone());
@@ -369,7 +370,7 @@ impl CredentialCache {
                     if attempt == 0 {
                         log_warn!(LOG, "getting credentials for {} failed, retrying: {}", self.describe, detail);
                     }
-                    tokio::time::sleep(crate::delivery::jittered_backoff(attempt + 3)).await;
+                    tokio::time::sleep(crate::aws::delivery::jittered_backoff(attempt + 3)).await;
                     attempt += 1;
                 }
             }
@@ -494,13 +495,13 @@ pub async fn startup_check(config: &Config, clients: &Clients) -> Result<String,
     let writer = if config.role_arn.is_some() { cache.describe().to_string() } else { principal.clone() };
     let verdict = match probe {
         Ok(_) => Ok(()),
-        Err(e) => match crate::delivery::classify(&e) {
-            crate::delivery::Failure::StreamMissing | crate::delivery::Failure::Invalid(_) => Ok(()),
-            crate::delivery::Failure::GroupMissing if config.auto_create_group => Ok(()),
-            crate::delivery::Failure::GroupMissing => {
+        Err(e) => match crate::aws::delivery::classify(&e) {
+            crate::aws::delivery::Failure::StreamMissing | crate::aws::delivery::Failure::Invalid(_) => Ok(()),
+            crate::aws::delivery::Failure::GroupMissing if config.auto_create_group => Ok(()),
+            crate::aws::delivery::Failure::GroupMissing => {
                 Err(format!("log group '{}' does not exist and auto_create_group is off", group))
             }
-            crate::delivery::Failure::Denied(d) => {
+            crate::aws::delivery::Failure::Denied(d) => {
                 Err(format!("{writer} may not write to log group '{}' (needs logs:PutLogEvents): {d}", group))
             }
             other => Err(format!("CloudWatch Logs unreachable or refusing: {other:?}")),
