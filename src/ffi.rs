@@ -11,6 +11,7 @@
 use crate::instance::{FlushResult, Instance};
 use crate::log::{log_debug, log_error};
 use crate::runtime;
+use crate::sync::lock;
 use std::collections::HashSet;
 use std::ffi::{c_char, c_int, c_void, CStr, CString};
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -21,7 +22,7 @@ mod sys {
     include!(concat!(env!("OUT_DIR"), "/flb_proxy.rs"));
 }
 
-pub use sys::{FLB_ERROR, FLB_OK, FLB_RETRY};
+use sys::{FLB_ERROR, FLB_OK, FLB_RETRY};
 
 const NAME: &CStr = c"cloudwatch_rs";
 const DESCRIPTION: &CStr = c"Amazon CloudWatch Logs, across accounts with STS AssumeRole (Rust)";
@@ -30,7 +31,7 @@ const DESCRIPTION: &CStr = c"Amazon CloudWatch Logs, across accounts with STS As
 static LIVE: Mutex<Option<HashSet<usize>>> = Mutex::new(None);
 
 fn live() -> std::sync::MutexGuard<'static, Option<HashSet<usize>>> {
-    LIVE.lock().unwrap_or_else(|p| p.into_inner())
+    lock(&LIVE)
 }
 
 /// Runs `f`; a panic becomes `on_panic` instead of unwinding into C.
@@ -46,7 +47,7 @@ fn boundary<T>(what: &str, on_panic: T, f: impl FnOnce() -> T) -> T {
 fn leaked(s: &CStr) -> *mut c_char {
     static CELLS: Mutex<Vec<(usize, usize)>> = Mutex::new(Vec::new());
     let key = s.as_ptr() as usize;
-    let mut cells = CELLS.lock().unwrap_or_else(|p| p.into_inner());
+    let mut cells = lock(&CELLS);
     if let Some((_, ptr)) = cells.iter().find(|(k, _)| *k == key) {
         return *ptr as *mut c_char;
     }

@@ -1,24 +1,26 @@
-//! One `[OUTPUT]` instance: its config, its client, its counters, and the flush itself —
-//! the pure plan (decode → encode → sort → cut) followed by delivery of each batch.
+//! One `[OUTPUT]` instance: its config, its clients, its counters, and the flush — planned on
+//! Fluent Bit's thread by the core, delivered on the runtime by `dispatch`.
 
-use crate::aws::credentials::{clients, report_startup_check, startup_check};
-use crate::aws::delivery::{BatchOutcome, Delivery};
-use crate::core::config::StartupCheck;
-use crate::core::config::{Config, ConfigError};
-use crate::core::message::Encoder;
-use crate::core::naming::{NameRule, StreamKey};
-use crate::core::plan::Naming;
-use crate::core::plan::Plan;
+use crate::aws::client::{clients, Clients};
+use crate::aws::delivery::Delivery;
+use crate::aws::metadata::ecs_task;
+use crate::aws::startup_check::{report_startup_check, startup_check};
+use crate::core::config::{Config, ConfigError, StartupCheck};
+use crate::core::message::{Encoder, MAX_MESSAGE_BYTES};
+use crate::core::naming::NameRule;
+use crate::core::plan::{Naming, Plan};
 use crate::core::progress::{ChunkId, Progress};
 use crate::core::template::{EcsMetadata, Vars};
+use crate::dispatch::{Dispatch, KnownStreams};
 use crate::log::{log_debug, log_error, log_info, log_warn};
 use crate::runtime;
 use crate::stats::Stats;
-use futures_util::stream::{FuturesUnordered, StreamExt};
-use std::collections::{HashSet, VecDeque};
+use crate::sync::lock;
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tokio::runtime::Handle;
 use tokio::time::Instant;
 
 /// What a flush answers Fluent Bit.
@@ -66,9 +68,8 @@ pub struct Instance {
     ecs: Option<EcsMetadata>,
     /// Fallback names already logged (a bounded set: each is logged once).
     fallbacks_logged: Mutex<HashSet<String>>,
-    /// Streams this instance has written to (a bounded set): batches to a stream not in it go
-    /// one at a time per group, so a missing group or stream is created once, not per batch.
-    known_streams: Mutex<HashSet<StreamKey>>,
+    /// Streams written to, so their batches need not wait for one another (see `dispatch`).
+    known_streams: KnownStreams,
     exited: AtomicBool,
     delivery: Delivery,
     stats: Arc<Stats>,
@@ -76,108 +77,88 @@ pub struct Instance {
     scratch: Mutex<Vec<Scratch>>,
     /// What chunks that answered RETRY already delivered.
     progress: Mutex<Progress>,
-    /// Flush tasks running on the runtime.
-    in_flight: AtomicUsize,
+    /// Flush tasks running on the runtime (their FlushCtx may have stopped waiting).
+    running_flushes: AtomicUsize,
 }
 
 static NEXT_ID: AtomicUsize = AtomicUsize::new(0);
 
 /// Extra time the Fluent Bit thread waits past the flush deadline before it stops waiting.
 const HANDOFF_MARGIN: Duration = Duration::from_secs(5);
-/// How long Init may spend on the startup check.
-const STARTUP_CHECK_TIMEOUT: Duration = Duration::from_secs(10);
 /// Chunks awaiting a retry whose progress is remembered (a few KiB at most).
 const PROGRESS_ENTRIES: usize = 4096;
 /// How long ExitCtx waits for flush tasks still running (Fluent Bit's default Grace).
 const EXIT_WAIT: Duration = Duration::from_secs(5);
 /// How many distinct fallback names are logged (each once).
 const FALLBACKS_LOGGED: usize = 1024;
-/// How many streams written to are remembered (beyond it, batches to others go one per group).
-const KNOWN_STREAMS: usize = 4096;
+/// A flush's buffers are kept for the next flush unless they grew past this (a huge chunk
+/// should not pin its memory for the life of the instance).
+const MAX_KEPT_ARENA: usize = 8 << 20;
 
 impl Instance {
-    /// Validates the config and builds the client (no network I/O).
+    /// Validates the config, builds the clients, runs the startup check; on failure, the
+    /// instance's label and why.
     pub fn start(
         get: impl Fn(&str) -> Option<String>,
         env: impl Fn(&str) -> Option<String>,
     ) -> Result<Arc<Instance>, (String, InitError)> {
         let label = format!("cloudwatch_rs.{}", NEXT_ID.fetch_add(1, Ordering::Relaxed));
-        let config = Config::from_lookup(&get, &env).map_err(|e| (label.clone(), InitError::Config(e)))?;
-        crate::log::set_level(&label, config.log_level);
+        Instance::start_as(&label, get, env).map_err(|e| (label, e))
+    }
+
+    fn start_as(
+        label: &str,
+        get: impl Fn(&str) -> Option<String>,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Arc<Instance>, InitError> {
+        let config = Config::from_lookup(&get, &env).map_err(InitError::Config)?;
+        crate::log::set_level(label, config.log_level);
         for warning in &config.warnings {
-            log_warn!(&label, "{}", warning);
+            log_warn!(label, "{}", warning);
         }
-        let handle = runtime::handle().map_err(|e| (label.clone(), InitError::Runtime(e)))?;
-        let ecs = if config.group.uses_ecs() || config.stream.uses_ecs() {
-            match handle.block_on(crate::aws::metadata::ecs_task(&env)) {
-                Ok(m) => Some(m),
-                Err(why) => {
-                    log_warn!(&label, "ECS task metadata unavailable ({}); names using $(ecs_*) fall back", why);
-                    None
-                }
-            }
-        } else {
-            None
-        };
-        let clients = handle.block_on(clients(&config)).map_err(|e| (label.clone(), InitError::Config(e)))?;
+        let handle = runtime::handle().map_err(InitError::Runtime)?;
+        let ecs = ecs_metadata(label, &config, &handle, &env);
+        let clients = handle.block_on(clients(&config)).map_err(InitError::Config)?;
         if config.startup_check != StartupCheck::Off {
-            let check = handle.block_on(async {
-                tokio::time::timeout(STARTUP_CHECK_TIMEOUT, startup_check(&config, &clients))
-                    .await
-                    .unwrap_or_else(|_| Err(format!("startup check: no answer within {STARTUP_CHECK_TIMEOUT:?}")))
-            });
-            report_startup_check(&label, config.startup_check, check)
-                .map_err(|line| (label.clone(), InitError::StartupCheck(line)))?;
+            let check = handle.block_on(startup_check(&config, &clients));
+            report_startup_check(label, config.startup_check, check).map_err(InitError::StartupCheck)?;
         }
+        log_info!(label, "{}", describe_destination(&config));
         let stats = Arc::new(Stats::default());
-        let delivery = Delivery {
-            client: clients.logs,
-            credentials: clients.credentials,
-            auto_create_group: config.auto_create_group,
-            new_group: config.new_group.clone(),
-            auto_create_stream: config.auto_create_stream,
-            log_format: config.log_format.clone(),
-            auto_retry: config.auto_retry_requests,
-            label: label.clone(),
-            stats: stats.clone(),
-        };
-        log_info!(
-            &label,
-            "log group {} in {}{}{}",
-            describe_rule(&config.group),
-            config.region,
-            config.role_arn.as_deref().map(|r| format!(", as role {r}")).unwrap_or_default(),
-            config.endpoint.as_deref().map(|e| format!(", endpoint {e}")).unwrap_or_default(),
-        );
         let instance = Arc::new(Instance {
-            label,
+            label: label.to_owned(),
             uuid: random_uuid(),
             ecs,
             fallbacks_logged: Mutex::new(HashSet::new()),
-            known_streams: Mutex::new(HashSet::new()),
+            known_streams: KnownStreams::default(),
             exited: AtomicBool::new(false),
+            delivery: delivery(label, &config, clients, stats.clone()),
             config,
-            delivery,
             stats,
             scratch: Mutex::new(Vec::new()),
             progress: Mutex::new(Progress::new(PROGRESS_ENTRIES)),
-            in_flight: AtomicUsize::new(0),
+            running_flushes: AtomicUsize::new(0),
         });
         if let Some(every) = instance.config.stats_interval {
-            let weak = Arc::downgrade(&instance);
-            handle.spawn(async move {
-                let mut tick = tokio::time::interval(every);
-                tick.tick().await;
-                loop {
-                    tick.tick().await;
-                    match weak.upgrade() {
-                        Some(i) if !i.exited.load(Ordering::Acquire) => log_info!(&i.label, "stats: {}", i.summary()),
-                        _ => break,
-                    }
-                }
-            });
+            instance.spawn_stats(&handle, every);
         }
         Ok(instance)
+    }
+
+    /// Logs the counters every `every` until the instance exits.
+    fn spawn_stats(self: &Arc<Self>, handle: &Handle, every: Duration) {
+        let weak = Arc::downgrade(self);
+        handle.spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                match weak.upgrade() {
+                    Some(i) if !i.exited.load(Ordering::Acquire) => log_info!(&i.label, "stats: {}", i.summary()),
+                    _ => break,
+                }
+            }
+        });
     }
 
     /// The counters as one line, with the shared credential cache's.
@@ -206,13 +187,13 @@ impl Instance {
         // stacks, so Fluent Bit's small coroutine stack is enough; the tests run it on one.)
         let mut scratch = self.take_scratch();
         self.plan(&mut scratch, chunk, &tag);
-        self.in_flight.fetch_add(1, Ordering::AcqRel);
+        self.running_flushes.fetch_add(1, Ordering::AcqRel);
         // The flush future is large (it holds the SDK's request futures): box it inside the task
         // so it is built on a runtime thread, never on Fluent Bit's small coroutine stack.
         handle.spawn(async move {
             let result = Box::pin(this.flush(&mut scratch, &tag)).await;
             this.return_scratch(scratch);
-            this.in_flight.fetch_sub(1, Ordering::AcqRel);
+            this.running_flushes.fetch_sub(1, Ordering::AcqRel);
             let _ = tx.send(result);
         });
         let result = rx.recv_timeout(self.config.flush_timeout + HANDOFF_MARGIN).unwrap_or_else(|_| {
@@ -225,16 +206,15 @@ impl Instance {
         result
     }
 
-    /// The flush: plan the chunk, skip what an earlier attempt of the same chunk delivered,
-    /// deliver the rest in order, and remember what was delivered if the answer is RETRY.
-    /// Decode, encode, sort and cut the chunk into `scratch.plan`.
+    /// Decodes, encodes, sorts and cuts the chunk into `scratch.plan`.
     fn plan(&self, scratch: &mut Scratch, chunk: &[u8], tag: &str) {
         let vars = Vars { uuid: &self.uuid, ecs: self.ecs.as_ref() };
         let naming = Naming { group: &self.config.group, stream: &self.config.stream, vars: &vars };
         scratch.plan.build(chunk, tag, naming, &self.config.message, &mut scratch.encoder);
     }
 
-    /// Delivers a planned chunk.
+    /// Delivers a planned chunk: skips what an earlier attempt of the same chunk delivered,
+    /// sends the rest, and remembers what was delivered if the answer is RETRY.
     async fn flush(&self, scratch: &mut Scratch, tag: &str) -> FlushResult {
         let deadline = Instant::now() + self.config.flush_timeout;
         let Scratch { plan, bodies, .. } = scratch;
@@ -244,8 +224,7 @@ impl Instance {
         // Fingerprinting costs a pass over the chunk: only done while some chunk awaits a retry.
         let earlier = self.lock_progress(|p| !p.is_empty()).then(|| ChunkId::of_plan(tag, plan));
         let mut done = earlier.and_then(|id| self.lock_progress(|p| p.take(&id, batches)));
-        let retried = done.is_some();
-        if !retried {
+        if done.is_none() {
             self.count_plan(plan, tag);
         }
         let done = done.get_or_insert_with(|| vec![false; batches]);
@@ -261,86 +240,35 @@ impl Instance {
             );
         }
 
-        // Batches go out up to `batches_in_flight` at a time: they are independent calls (no
-        // sequence tokens; CloudWatch orders a stream's events by time), so only memory bounds
-        // how many. A batch to a stream not yet written to waits while its group has a call in
-        // flight, so that what is missing is created once. After a RETRY no new call starts;
-        // those in flight finish and count.
-        let (mut delivered, mut dropped, mut retry) = (0usize, 0usize, false);
-        let mut waiting: VecDeque<usize> = (0..batches).filter(|&i| !done[i]).collect();
-        let (mut flying, mut in_flight) = (Vec::new(), FuturesUnordered::new());
-        loop {
-            while !retry && in_flight.len() < self.config.batches_in_flight {
-                let startable = waiting.iter().position(|&i| {
-                    plan.key_of(i).is_none_or(|to| !flying.iter().any(|(_, g)| *g == to.group) || self.is_known(to))
-                });
-                let Some(i) = startable.and_then(|p| waiting.remove(p)) else { break };
-                let Some(to) = plan.key_of(i) else { continue };
-                let events = &plan.events[plan.batches[i].clone()];
-                let body = bodies.pop().unwrap_or_default();
-                flying.push((i, to.group.as_str()));
-                in_flight.push(async move {
-                    let (outcome, body) = self.delivery.send(to, &plan.arena, events, deadline, body).await;
-                    (i, to, outcome, body)
-                });
-            }
-            let Some((i, to, outcome, body)) = in_flight.next().await else { break };
-            flying.retain(|(j, _)| *j != i);
-            bodies.push(body);
-            match outcome {
-                BatchOutcome::Delivered => {
-                    delivered += 1;
-                    self.note_known(to);
-                }
-                BatchOutcome::Dropped => dropped += 1,
-                BatchOutcome::Retry => {
-                    retry = true;
-                    continue;
-                }
-            }
-            done[i] = true;
-        }
+        let dispatch = Dispatch {
+            delivery: &self.delivery,
+            deadline,
+            max_calls: self.config.batches_in_flight,
+            known: &self.known_streams,
+        };
+        let sent = dispatch.run(plan, done, bodies).await;
         log_debug!(
             &self.label,
             "flush of tag '{}': {} events in {} batches, {} delivered now",
             tag,
             plan.events.len(),
             batches,
-            delivered
+            sent.delivered
         );
-        if retry {
+        if sent.retry {
             let id = ChunkId::of_plan(tag, plan);
             let done = std::mem::take(done);
             self.lock_progress(|p| p.put(id, done, std::time::Instant::now()));
-        }
-        if retry {
             FlushResult::Retry
-        } else if dropped > 0 && delivered == 0 && skipped == 0 {
+        } else if sent.dropped > 0 && sent.delivered == 0 && skipped == 0 {
             FlushResult::Error
         } else {
             FlushResult::Ok
         }
     }
 
-    fn is_known(&self, to: &StreamKey) -> bool {
-        self.known_streams.lock().map(|known| known.contains(to)).unwrap_or(false)
-    }
-
-    fn note_known(&self, to: &StreamKey) {
-        // only consulted when calls can overlap
-        if self.config.batches_in_flight == 1 {
-            return;
-        }
-        if let Ok(mut known) = self.known_streams.lock() {
-            if known.len() < KNOWN_STREAMS && !known.contains(to) {
-                known.insert(to.clone());
-            }
-        }
-    }
-
     fn lock_progress<T>(&self, f: impl FnOnce(&mut Progress) -> T) -> T {
-        let mut guard = self.progress.lock().unwrap_or_else(|p| p.into_inner());
-        f(&mut guard)
+        f(&mut lock(&self.progress))
     }
 
     fn count_plan(&self, plan: &Plan, tag: &str) {
@@ -355,7 +283,7 @@ impl Instance {
             let Some(to) = plan.keys.get(*key as usize) else { continue };
             let name = format!("{}/{}", to.group, to.stream);
             let first_time = {
-                let mut logged = self.fallbacks_logged.lock().unwrap_or_else(|p| p.into_inner());
+                let mut logged = lock(&self.fallbacks_logged);
                 logged.len() < FALLBACKS_LOGGED && logged.insert(format!("{variable} {name}"))
             };
             if first_time {
@@ -374,7 +302,7 @@ impl Instance {
                 "tag '{}': {} events over {} bytes were cut to fit",
                 tag,
                 plan.truncated,
-                crate::core::message::MAX_MESSAGE_BYTES
+                MAX_MESSAGE_BYTES
             );
         }
         let d = &plan.dropped;
@@ -393,27 +321,24 @@ impl Instance {
     }
 
     fn take_scratch(&self) -> Scratch {
-        self.scratch.lock().ok().and_then(|mut pool| pool.pop()).unwrap_or_default()
+        lock(&self.scratch).pop().unwrap_or_default()
     }
 
     fn return_scratch(&self, mut scratch: Scratch) {
-        // a huge chunk should not pin its memory for the life of the instance
-        if scratch.plan.arena.capacity() > 8 << 20 {
+        if scratch.plan.arena.capacity() > MAX_KEPT_ARENA {
             scratch = Scratch::default();
         }
-        if let Ok(mut pool) = self.scratch.lock() {
-            pool.push(scratch);
-        }
+        lock(&self.scratch).push(scratch);
     }
 
     /// Called at ExitCtx. Fluent Bit has joined the workers, so a flush task can only still run
     /// if its FlushCtx stopped waiting for it; give such tasks Grace, then report them.
     pub fn exit(&self) {
         let until = std::time::Instant::now() + EXIT_WAIT;
-        while self.in_flight.load(Ordering::Acquire) > 0 && std::time::Instant::now() < until {
+        while self.running_flushes.load(Ordering::Acquire) > 0 && std::time::Instant::now() < until {
             std::thread::sleep(Duration::from_millis(10));
         }
-        let left = self.in_flight.load(Ordering::Acquire);
+        let left = self.running_flushes.load(Ordering::Acquire);
         if left > 0 {
             log_error!(&self.label, "exit with {} flushes still running; their chunks were answered RETRY", left);
         }
@@ -425,6 +350,48 @@ impl Instance {
         log_info!(&self.label, "exit: {}", self.summary());
         crate::log::set_level(&self.label, None);
     }
+}
+
+/// `$(ecs_*)` values, fetched at Init when a name uses them.
+fn ecs_metadata(
+    label: &str,
+    config: &Config,
+    handle: &Handle,
+    env: &impl Fn(&str) -> Option<String>,
+) -> Option<EcsMetadata> {
+    if !config.group.uses_ecs() && !config.stream.uses_ecs() {
+        return None;
+    }
+    handle
+        .block_on(ecs_task(env))
+        .inspect_err(|why| log_warn!(label, "ECS task metadata unavailable ({}); names using $(ecs_*) fall back", why))
+        .ok()
+}
+
+/// Sending as `config` says, with `clients`.
+fn delivery(label: &str, config: &Config, clients: Clients, stats: Arc<Stats>) -> Delivery {
+    Delivery {
+        client: clients.logs,
+        credentials: clients.credentials,
+        auto_create_group: config.auto_create_group,
+        new_group: config.new_group.clone(),
+        auto_create_stream: config.auto_create_stream,
+        log_format: config.log_format.clone(),
+        auto_retry: config.auto_retry_requests,
+        label: label.to_owned(),
+        stats,
+    }
+}
+
+/// The startup line: where the instance writes, as whom.
+fn describe_destination(config: &Config) -> String {
+    format!(
+        "log group {} in {}{}{}",
+        describe_rule(&config.group),
+        config.region,
+        config.role_arn.as_deref().map(|r| format!(", as role {r}")).unwrap_or_default(),
+        config.endpoint.as_deref().map(|e| format!(", endpoint {e}")).unwrap_or_default(),
+    )
 }
 
 /// How a name rule reads in the startup line.

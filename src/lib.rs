@@ -16,6 +16,8 @@ pub mod core;
 /// The async shell over the AWS SDK.
 pub mod aws;
 
+/// A planned chunk's batches in flight.
+pub mod dispatch;
 /// One `[OUTPUT]` instance: start, the flush hand-off, exit.
 pub mod instance;
 /// Log lines in Fluent Bit's format.
@@ -24,5 +26,5 @@ pub mod log;
 pub mod runtime;
 /// Per-instance counters.
 pub mod stats;
-
-pub use ffi::{FLB_ERROR, FLB_OK, FLB_RETRY};
+/// Locks that survive a panic elsewhere.
+mod sync;

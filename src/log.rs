@@ -52,7 +52,7 @@ static LEVELS: Lazy<RwLock<HashMap<String, Level>>> = Lazy::new(Default::default
 
 /// Sets (or with `None` forgets) the level of one instance.
 pub fn set_level(instance: &str, level: Option<Level>) {
-    let mut levels = LEVELS.write().unwrap_or_else(|p| p.into_inner());
+    let mut levels = crate::sync::write(&LEVELS);
     match level {
         Some(level) => levels.insert(instance.to_owned(), level),
         None => levels.remove(instance),
@@ -60,7 +60,7 @@ pub fn set_level(instance: &str, level: Option<Level>) {
 }
 
 pub fn enabled(level: Level, instance: &str) -> bool {
-    let levels = LEVELS.read().unwrap_or_else(|p| p.into_inner());
+    let levels = crate::sync::read(&LEVELS);
     level <= levels.get(instance).copied().unwrap_or(*MAX_LEVEL)
 }
 

@@ -3,6 +3,7 @@
 //! Fluent Bit may fork to daemonise after Register — and is stopped, its threads joined, when
 //! the last registration is unregistered.
 
+use crate::sync::lock;
 use std::sync::Mutex;
 use std::time::Duration;
 use tokio::runtime::{Builder, Handle, Runtime};
@@ -18,8 +19,7 @@ static STATE: Mutex<State> = Mutex::new(State { registrations: 0, runtime: None 
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 fn state() -> std::sync::MutexGuard<'static, State> {
-    // a panic while holding this lock leaves plain counters behind: still usable
-    STATE.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    lock(&STATE)
 }
 
 /// Called by every Register.
@@ -49,9 +49,8 @@ pub fn handle() -> std::io::Result<Handle> {
         return Ok(rt.handle().clone());
     }
     // One worker: records are decoded and encoded on Fluent Bit's own flush threads; what is
-    // left here (signing, TLS, the SDK; the sockets wait without a thread) is about 1.2
-    // CPU-seconds per GB, so one thread ships some 800 MB/s, and a second one cost more in
-    // hand-offs between threads than it gave (make bench, README Performance).
+    // left here is signing, TLS and the SDK (the sockets wait without a thread), and a second
+    // worker cost more in hand-offs between threads than it gave (docs/PERFORMANCE.md).
     let rt = Builder::new_multi_thread()
         .worker_threads(1)
         .max_blocking_threads(4)

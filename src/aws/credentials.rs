@@ -1,4 +1,4 @@
-//! The AWS clients of an instance and the credentials they sign with.
+//! The credentials every call signs with.
 //!
 //! The base is aws-config's default chain (environment, shared files with `profile` and
 //! `credential_process`, web identity, ECS/EKS container credentials, IMDSv2); with `role_arn`,
@@ -15,153 +15,20 @@
 //! - invalidated when CloudWatch refuses the credentials (ExpiredToken, UnrecognizedClient), so
 //!   the retried request is signed with fresh ones.
 
-use crate::aws::delivery::error_chain;
-use crate::core::config::{Config, ConfigError, StartupCheck};
+use crate::aws::errors::{error_chain, CredentialsRefused, Refusal, ACCESS_DENIED};
+use crate::aws::retry::jittered_backoff;
+use crate::core::config::Config;
 use crate::log::{log_error, log_info, log_warn};
-use aws_config::identity::IdentityCache;
-use aws_config::retry::RetryConfig;
-use aws_config::sts::AssumeRoleProvider;
-use aws_config::timeout::TimeoutConfig;
-use aws_config::{AppName, BehaviorVersion, Region};
+use crate::sync::lock;
 use aws_credential_types::provider::error::CredentialsError;
 use aws_credential_types::provider::{future, ProvideCredentials, SharedCredentialsProvider};
 use aws_credential_types::Credentials;
-use aws_sdk_cloudwatchlogs::Client;
 use once_cell::sync::Lazy;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, SystemTime};
 use tokio::sync::watch;
-
-/// One attempt at an AWS call may take a third of the flush deadline (1 s to 10 s), so a slow
-/// answer still leaves time to retry within the flush.
-pub fn attempt_timeout(flush_timeout: Duration) -> Duration {
-    (flush_timeout / 3).clamp(Duration::from_secs(1), Duration::from_secs(10))
-}
-
-/// What an instance talks to AWS with.
-pub struct Clients {
-    pub logs: Client,
-    pub credentials: Arc<CredentialCache>,
-}
-
-/// Builds the clients for one instance. Network I/O happens on the first request only; the
-/// only I/O here is reading `ca_bundle`.
-pub async fn clients(config: &Config) -> Result<Clients, ConfigError> {
-    let timeouts = TimeoutConfig::builder()
-        .connect_timeout(Duration::from_secs(3))
-        .operation_attempt_timeout(attempt_timeout(config.flush_timeout))
-        .build();
-    let mut loader = aws_config::defaults(BehaviorVersion::latest())
-        .region(Region::new(config.region.clone()))
-        .timeout_config(timeouts);
-    let app = match &config.extra_user_agent {
-        Some(extra) => format!("cloudwatch_rs-{extra}"),
-        None => "cloudwatch_rs".to_owned(),
-    };
-    if let Ok(name) = AppName::new(app) {
-        loader = loader.app_name(name);
-    }
-    if let Some(url) = &config.credentials_endpoint {
-        loader =
-            loader.credentials_provider(SharedCredentialsProvider::new(crate::aws::metadata::EndpointCredentials {
-                url: url.clone(),
-            }));
-    }
-    let http = https_client(config.ca_bundle.as_deref())?;
-    loader = loader.http_client(http.clone());
-    if let Some(profile) = &config.profile {
-        loader = loader.profile_name(profile);
-    }
-    let base = loader.load().await;
-    let sts_conf = match &config.sts_endpoint {
-        Some(url) => base.to_builder().endpoint_url(url).build(),
-        None => base.clone(),
-    };
-    let sts = aws_sdk_sts::Client::new(&sts_conf);
-
-    let key = IdentityKey::of(config);
-    let credentials = match registry_get(&key) {
-        Some(shared) => shared,
-        None => {
-            let (provider, describe) = match &config.role_arn {
-                Some(role_arn) => {
-                    let mut p = AssumeRoleProvider::builder(role_arn)
-                        .session_name(&config.role_session_name)
-                        .session_length(config.role_session_duration);
-                    if let Some(external_id) = &config.external_id {
-                        p = p.external_id(external_id);
-                    }
-                    let p = SharedCredentialsProvider::new(p.configure(&sts_conf).build().await);
-                    (p, format!("role {role_arn}"))
-                }
-                None => {
-                    let p = match base.credentials_provider() {
-                        Some(p) => p,
-                        None => SharedCredentialsProvider::new(
-                            aws_config::default_provider::credentials::DefaultCredentialsChain::builder()
-                                .configure(
-                                    aws_config::provider_config::ProviderConfig::default().with_http_client(http),
-                                )
-                                .build()
-                                .await,
-                        ),
-                    };
-                    (p, "base credentials".to_string())
-                }
-            };
-            registry_put(key, CredentialCache::new(provider, describe, config.role_arn.clone(), sts.clone()))
-        }
-    };
-
-    // Delivery retries itself, within the flush deadline; the SDK's own retries would stack.
-    // Credentials come from the shared cache on every request (a clone of an Arc).
-    let mut logs = aws_sdk_cloudwatchlogs::config::Builder::from(&base)
-        .retry_config(RetryConfig::disabled())
-        .identity_cache(IdentityCache::no_cache())
-        .credentials_provider(SharedCredentialsProvider::new(FromCache(credentials.clone())));
-    if let Some(url) = &config.endpoint {
-        logs = logs.endpoint_url(url);
-    }
-    Ok(Clients { logs: Client::from_conf(logs.build()), credentials })
-}
-
-/// The HTTPS client every AWS call goes through: rustls with ring, the system's roots, and the
-/// CA certificates in `ca_bundle` when set. Built here rather than taken from the SDK's default
-/// (rustls with aws-lc) because ring is a fifth of aws-lc's code: the plugin's resident code
-/// is most of its memory at steady state (README, Performance).
-fn https_client(ca_bundle: Option<&str>) -> Result<aws_sdk_cloudwatchlogs::config::SharedHttpClient, ConfigError> {
-    use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode, TlsContext, TrustStore};
-    let bad = |why: String| ConfigError {
-        key: "ca_bundle",
-        value: ca_bundle.map(str::to_owned),
-        allowed: format!("a readable PEM file of CA certificates ({why})"),
-    };
-    let mut trust = TrustStore::default();
-    if let Some(path) = ca_bundle {
-        let pem = std::fs::read(path).map_err(|e| bad(e.to_string()))?;
-        if !pem.windows(27).any(|w| w == b"-----BEGIN CERTIFICATE-----") {
-            return Err(bad("no certificate in it".into()));
-        }
-        trust = trust.with_pem_certificate(pem);
-    }
-    let context = TlsContext::builder().with_trust_store(trust).build().map_err(|e| bad(e.to_string()))?;
-    // Built connector by connector (as the SDK's default client is) so that HTTPS_PROXY /
-    // HTTP_PROXY / NO_PROXY keep applying.
-    Ok(aws_smithy_http_client::Builder::new().build_with_connector_fn(move |settings, components| {
-        let mut builder = aws_smithy_http_client::Connector::builder();
-        builder.set_connector_settings(settings.cloned());
-        if let Some(components) = components {
-            builder.set_sleep_impl(components.sleep_impl());
-        }
-        builder
-            .proxy_config(aws_smithy_http_client::proxy::ProxyConfig::from_env())
-            .tls_provider(tls::Provider::Rustls(CryptoMode::Ring))
-            .tls_context(context.clone())
-            .build()
-    }))
-}
 
 /// Which credentials an instance needs; instances with equal keys share one cache.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -196,16 +63,8 @@ impl IdentityKey {
 /// Live caches by identity; an entry goes when the last instance using it exits.
 static REGISTRY: Lazy<Mutex<HashMap<IdentityKey, Weak<CredentialCache>>>> = Lazy::new(Default::default);
 
-fn registry_get(key: &IdentityKey) -> Option<Arc<CredentialCache>> {
-    let mut map = REGISTRY.lock().unwrap_or_else(|p| p.into_inner());
-    map.retain(|_, weak| weak.strong_count() > 0);
-    map.get(key).and_then(Weak::upgrade)
-}
-
-fn registry_put(key: IdentityKey, cache: CredentialCache) -> Arc<CredentialCache> {
-    let cache = Arc::new(cache);
-    REGISTRY.lock().unwrap_or_else(|p| p.into_inner()).insert(key, Arc::downgrade(&cache));
-    cache
+fn registry() -> std::sync::MutexGuard<'static, HashMap<IdentityKey, Weak<CredentialCache>>> {
+    lock(&REGISTRY)
 }
 
 /// When cached credentials should be refreshed, and until when they may be used.
@@ -238,8 +97,8 @@ struct Cached {
 struct CacheState {
     current: Option<Cached>,
     refreshing: bool,
-    /// The last refresh's refusal, for the callers that waited on it.
-    error: Option<String>,
+    /// The last refresh's failure, for the callers that waited on it.
+    error: Option<RefreshFailure>,
     /// When that refusal came: for a few seconds later callers get it without asking STS again.
     error_at: Option<std::time::Instant>,
     /// The refusal last logged, and when (one line per distinct refusal a minute).
@@ -270,10 +129,79 @@ impl std::fmt::Debug for CredentialCache {
 const REFRESH_PATIENCE: Duration = Duration::from_secs(60);
 /// A refusal (access denied, no base credentials) is answered from memory this long.
 const REFUSAL_HOLD: Duration = Duration::from_secs(5);
+/// The same refusal is logged at most once in this long.
+const REFUSAL_LOGGED_EVERY: Duration = Duration::from_secs(60);
 const LOG: &str = "cloudwatch_rs";
 
+/// Why a refresh ended without credentials.
+#[derive(Debug, Clone)]
+enum RefreshFailure {
+    /// A refusal no retry fixes now (see `CredentialsRefused`).
+    Refused(CredentialsRefused),
+    /// Retried for `REFRESH_PATIENCE` without an answer.
+    GaveUp(String),
+}
+
+impl RefreshFailure {
+    fn message(&self) -> &str {
+        match self {
+            RefreshFailure::Refused(r) => &r.message,
+            RefreshFailure::GaveUp(m) => m,
+        }
+    }
+
+    /// As the SDK's error: a refusal stays findable by type among its sources.
+    fn to_sdk(&self) -> CredentialsError {
+        match self {
+            RefreshFailure::Refused(r) => CredentialsError::provider_error(r.clone()),
+            RefreshFailure::GaveUp(m) => CredentialsError::provider_error(m.clone()),
+        }
+    }
+}
+
+/// Who the base credentials belong to could not be learned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PrincipalUnknown {
+    /// GetCallerIdentity failed; the error chain.
+    Failed(String),
+    TimedOut,
+}
+
+impl std::fmt::Display for PrincipalUnknown {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PrincipalUnknown::Failed(why) => write!(f, "GetCallerIdentity: {why}"),
+            PrincipalUnknown::TimedOut => f.write_str("GetCallerIdentity timed out"),
+        }
+    }
+}
+
+impl std::error::Error for PrincipalUnknown {}
+
+/// How long GetCallerIdentity may take when an error message wants the principal.
+const PRINCIPAL_TIMEOUT: Duration = Duration::from_secs(5);
+
 impl CredentialCache {
-    fn new(
+    /// The live cache for `config`'s identity, if an instance already made one.
+    pub fn shared(config: &Config) -> Option<Arc<CredentialCache>> {
+        let mut map = registry();
+        map.retain(|_, weak| weak.strong_count() > 0);
+        map.get(&IdentityKey::of(config)).and_then(Weak::upgrade)
+    }
+
+    /// Makes `cache` the one shared by every instance with `config`'s identity.
+    pub fn share(config: &Config, cache: CredentialCache) -> Arc<CredentialCache> {
+        let cache = Arc::new(cache);
+        registry().insert(IdentityKey::of(config), Arc::downgrade(&cache));
+        cache
+    }
+
+    /// The cache as the SDK's credentials provider.
+    pub fn provider(self: &Arc<Self>) -> SharedCredentialsProvider {
+        SharedCredentialsProvider::new(FromCache(self.clone()))
+    }
+
+    pub fn new(
         provider: SharedCredentialsProvider,
         describe: String,
         role_arn: Option<String>,
@@ -293,7 +221,7 @@ impl CredentialCache {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, CacheState> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+        lock(&self.state)
     }
 
     /// Credentials to sign with now, waiting for a refresh when there are none usable.
@@ -316,8 +244,8 @@ impl CredentialCache {
                 }
                 let fresh_refusal = s.error_at.is_some_and(|t| t.elapsed() < REFUSAL_HOLD);
                 if waited || fresh_refusal {
-                    if let Some(e) = s.error.clone() {
-                        return Err(CredentialsError::provider_error(e));
+                    if let Some(e) = &s.error {
+                        return Err(e.to_sdk());
                     }
                 }
                 if !s.refreshing {
@@ -358,19 +286,19 @@ impl CredentialCache {
                 Err(e) => {
                     self.refresh_failures.fetch_add(1, Relaxed);
                     let detail = error_chain(&e);
-                    if let Some(refusal) = self.refusal(&detail).await {
-                        break Err(refusal);
+                    if let Some(refusal) = self.refusal(&e, &detail).await {
+                        break Err(RefreshFailure::Refused(refusal));
                     }
                     if started.elapsed() >= REFRESH_PATIENCE {
-                        break Err(format!(
+                        break Err(RefreshFailure::GaveUp(format!(
                             "could not get credentials for {} within {:?}: {}",
                             self.describe, REFRESH_PATIENCE, detail
-                        ));
+                        )));
                     }
                     if attempt == 0 {
                         log_warn!(LOG, "getting credentials for {} failed, retrying: {}", self.describe, detail);
                     }
-                    tokio::time::sleep(crate::aws::delivery::jittered_backoff(attempt + 3)).await;
+                    tokio::time::sleep(jittered_backoff(attempt + 3)).await;
                     attempt += 1;
                 }
             }
@@ -389,14 +317,14 @@ impl CredentialCache {
                 s.error = None;
                 s.error_at = None;
             }
-            Err(message) => {
-                let repeat =
-                    s.logged.as_ref().is_some_and(|(m, t)| *m == message && t.elapsed() < Duration::from_secs(60));
+            Err(failure) => {
+                let message = failure.message();
+                let repeat = s.logged.as_ref().is_some_and(|(m, t)| m == message && t.elapsed() < REFUSAL_LOGGED_EVERY);
                 if !repeat {
                     log_error!(LOG, "{}", message);
-                    s.logged = Some((message.clone(), std::time::Instant::now()));
+                    s.logged = Some((message.to_owned(), std::time::Instant::now()));
                 }
-                s.error = Some(message);
+                s.error = Some(failure);
                 s.error_at = Some(std::time::Instant::now());
             }
         }
@@ -404,51 +332,89 @@ impl CredentialCache {
         self.changed.send_modify(|g| *g += 1);
     }
 
-    /// A failure no retry will fix, explained; `None` for one worth retrying.
-    async fn refusal(&self, detail: &str) -> Option<String> {
-        if detail.contains("AccessDenied") || detail.contains("not authorized") {
-            let role = self.role_arn.as_deref().unwrap_or("(none)");
-            let principal = self.principal().await;
-            return Some(format!(
-                "AssumeRole of {role} denied for {principal}: check that the role's trust policy allows this principal \
-                 (and the ExternalId, if set) and that the principal's own policy allows sts:AssumeRole on the role ({detail})"
-            ));
-        }
-        if ["no credentials found in chain", "no providers in chain", "CredentialsNotLoaded"]
-            .iter()
-            .any(|m| detail.contains(m))
-        {
-            let imds = if std::env::var("AWS_EC2_METADATA_DISABLED").is_ok_and(|v| v.eq_ignore_ascii_case("true")) {
-                "EC2 IMDS (disabled by AWS_EC2_METADATA_DISABLED)"
-            } else {
-                "EC2 IMDS"
-            };
-            return Some(format!(
-                "no base AWS credentials found; tried: environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY), shared \
-                 config and credentials files (profile, credential_process), web identity (AWS_WEB_IDENTITY_TOKEN_FILE \
-                 with AWS_ROLE_ARN), container credentials (AWS_CONTAINER_CREDENTIALS_RELATIVE_URI / _FULL_URI), {imds}"
-            ));
-        }
-        if ["InvalidClientTokenId", "SignatureDoesNotMatch", "UnrecognizedClient"].iter().any(|c| detail.contains(c)) {
-            return Some(format!(
-                "the base credentials were refused by STS (check the access key and secret): {detail}"
-            ));
-        }
-        None
+    /// A failure no retry will fix, explained; `None` for one worth retrying. Decided on the
+    /// error's types and STS's error code, never on its text.
+    async fn refusal(&self, err: &CredentialsError, detail: &str) -> Option<CredentialsRefused> {
+        let kind = refusal_kind(err)?;
+        let message = match kind {
+            Refusal::RoleDenied => {
+                let role = self.role_arn.as_deref().unwrap_or("(none)");
+                let principal = match self.principal().await {
+                    Ok(arn) => arn,
+                    Err(why) => format!("an unidentified principal ({why})"),
+                };
+                format!(
+                    "AssumeRole of {role} denied for {principal}: check that the role's trust policy allows this principal \
+                     (and the ExternalId, if set) and that the principal's own policy allows sts:AssumeRole on the role ({detail})"
+                )
+            }
+            Refusal::NoBaseCredentials => {
+                let imds = if std::env::var("AWS_EC2_METADATA_DISABLED").is_ok_and(|v| v.eq_ignore_ascii_case("true")) {
+                    "EC2 IMDS (disabled by AWS_EC2_METADATA_DISABLED)"
+                } else {
+                    "EC2 IMDS"
+                };
+                format!(
+                    "no base AWS credentials found; tried: environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY), shared \
+                     config and credentials files (profile, credential_process), web identity (AWS_WEB_IDENTITY_TOKEN_FILE \
+                     with AWS_ROLE_ARN), container credentials (AWS_CONTAINER_CREDENTIALS_RELATIVE_URI / _FULL_URI), {imds}"
+                )
+            }
+            Refusal::BaseRefused => {
+                format!("the base credentials were refused by STS (check the access key and secret): {detail}")
+            }
+        };
+        Some(CredentialsRefused { kind, message })
     }
 
-    /// Who the base credentials belong to, for error messages.
-    pub async fn principal(&self) -> String {
-        match tokio::time::timeout(Duration::from_secs(5), self.sts.get_caller_identity().send()).await {
-            Ok(Ok(id)) => id.arn().unwrap_or("an unknown principal").to_string(),
-            Ok(Err(e)) => format!("an unidentified principal (GetCallerIdentity: {})", error_chain(&e)),
-            Err(_) => "an unidentified principal (GetCallerIdentity timed out)".to_string(),
+    /// Who the base credentials belong to (GetCallerIdentity), for messages and the startup check.
+    pub async fn principal(&self) -> Result<String, PrincipalUnknown> {
+        match tokio::time::timeout(PRINCIPAL_TIMEOUT, self.sts.get_caller_identity().send()).await {
+            Ok(Ok(id)) => Ok(id.arn().unwrap_or("an unknown principal").to_string()),
+            Ok(Err(e)) => Err(PrincipalUnknown::Failed(error_chain(&e))),
+            Err(_) => Err(PrincipalUnknown::TimedOut),
         }
     }
 
     pub fn describe(&self) -> &str {
         &self.describe
     }
+}
+
+/// STS error codes of base credentials refused as such.
+const BASE_REFUSED: &[&str] =
+    &["InvalidClientTokenId", "SignatureDoesNotMatch", "UnrecognizedClient", "UnrecognizedClientException"];
+
+/// What a credential provider's failure is, when it is a refusal: STS's error code on
+/// AssumeRole / AssumeRoleWithWebIdentity, or the chain's own "no credentials" variant.
+fn refusal_kind(err: &CredentialsError) -> Option<Refusal> {
+    let mut current: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(e) = current {
+        if let Some(code) = sts_code(e) {
+            if ACCESS_DENIED.contains(&code) {
+                return Some(Refusal::RoleDenied);
+            }
+            if BASE_REFUSED.contains(&code) {
+                return Some(Refusal::BaseRefused);
+            }
+        }
+        if let Some(CredentialsError::CredentialsNotLoaded(_)) = e.downcast_ref::<CredentialsError>() {
+            return Some(Refusal::NoBaseCredentials);
+        }
+        current = e.source();
+    }
+    None
+}
+
+/// The error code of a failed STS call that provides credentials.
+fn sts_code<'e>(e: &'e (dyn std::error::Error + 'static)) -> Option<&'e str> {
+    use aws_sdk_sts::error::{ProvideErrorMetadata, SdkError};
+    use aws_sdk_sts::operation::assume_role::AssumeRoleError;
+    use aws_sdk_sts::operation::assume_role_with_web_identity::AssumeRoleWithWebIdentityError;
+    if let Some(e) = e.downcast_ref::<SdkError<AssumeRoleError>>() {
+        return e.code();
+    }
+    e.downcast_ref::<SdkError<AssumeRoleWithWebIdentityError>>().and_then(|e| e.code())
 }
 
 /// The cache as the SDK's credentials provider.
@@ -461,72 +427,6 @@ impl ProvideCredentials for FromCache {
         Self: 'a,
     {
         future::ProvideCredentials::new(self.0.get())
-    }
-}
-
-impl std::fmt::Debug for Clients {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Clients").finish_non_exhaustive()
-    }
-}
-
-/// `startup_check`: before the first record is at stake, resolve the base identity, get the
-/// credentials to write with (AssumeRole), and ask CloudWatch whether the log group may be
-/// written, with an empty PutLogEvents to a stream that does not exist (nothing is written).
-/// Returns one line saying what is wrong, or `Ok` with what was found.
-pub async fn startup_check(config: &Config, clients: &Clients) -> Result<String, String> {
-    let group = config.probe_group();
-    let cache = &clients.credentials;
-    if let Err(e) = cache.get().await {
-        return Err(format!("startup check: {}", error_chain(&e)));
-    }
-    let principal = cache.principal().await;
-    if principal.starts_with("an unidentified") {
-        return Err(format!("startup check: STS does not answer for the base credentials: {principal}"));
-    }
-    let probe = clients
-        .logs
-        .put_log_events()
-        .log_group_name(&group)
-        .log_stream_name(format!("cloudwatch_rs-startup-check-{}", std::process::id()))
-        .set_log_events(Some(Vec::new()))
-        .send()
-        .await;
-    let writer = if config.role_arn.is_some() { cache.describe().to_string() } else { principal.clone() };
-    let verdict = match probe {
-        Ok(_) => Ok(()),
-        Err(e) => match crate::aws::delivery::classify(&e) {
-            crate::aws::delivery::Failure::StreamMissing | crate::aws::delivery::Failure::Invalid(_) => Ok(()),
-            crate::aws::delivery::Failure::GroupMissing if config.auto_create_group => Ok(()),
-            crate::aws::delivery::Failure::GroupMissing => {
-                Err(format!("log group '{}' does not exist and auto_create_group is off", group))
-            }
-            crate::aws::delivery::Failure::Denied(d) => {
-                Err(format!("{writer} may not write to log group '{}' (needs logs:PutLogEvents): {d}", group))
-            }
-            other => Err(format!("CloudWatch Logs unreachable or refusing: {other:?}")),
-        },
-    };
-    match verdict {
-        Ok(()) => {
-            Ok(format!("startup check passed: base identity {principal}, writing as {writer} to log group '{}'", group))
-        }
-        Err(why) => Err(format!("startup check: {why}")),
-    }
-}
-
-/// What Init does with the check's answer.
-pub fn report_startup_check(label: &str, mode: StartupCheck, result: Result<String, String>) -> Result<(), String> {
-    match (mode, result) {
-        (_, Ok(line)) => {
-            log_info!(label, "{}", line);
-            Ok(())
-        }
-        (StartupCheck::Strict, Err(line)) => Err(line),
-        (_, Err(line)) => {
-            log_warn!(label, "{} (startup_check is warn: starting anyway)", line);
-            Ok(())
-        }
     }
 }
 

@@ -1,9 +1,21 @@
 //! The async shell over the AWS SDK: clients, credentials, and delivery of planned batches.
-//! It uses the core; the core never uses it.
+//! It uses the core; the core never uses it. Imports run one way:
+//! `delivery` → `put`, `retry` → `errors`; `client` → `credentials` → `errors`, `retry`;
+//! `startup_check` → `client`, `errors`.
 
+/// The CloudWatch Logs client of an instance: configuration, HTTPS, timeouts.
+pub mod client;
 /// The shared credential cache per identity, AssumeRole on top of the default chain.
 pub mod credentials;
-/// PutLogEvents, create-on-missing, retries within the flush deadline.
+/// Sending one batch, creating a missing group/stream, retention.
 pub mod delivery;
+/// The failure taxonomy: what an answer means for the batch.
+pub mod errors;
 /// ECS task metadata and `credentials_endpoint` over plain HTTP.
 pub mod metadata;
+/// PutLogEvents with a pre-encoded body; events rejected one by one.
+pub mod put;
+/// The retry loop and its backoff, within the flush deadline.
+pub mod retry;
+/// The startup check: identity, AssumeRole, may the group be written.
+pub mod startup_check;

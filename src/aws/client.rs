@@ -1,0 +1,147 @@
+//! The AWS clients of an instance: the default chain's configuration (region, profile, user
+//! agent, timeouts), the HTTPS client every call goes through, and the CloudWatch Logs client
+//! that signs with the shared credential cache.
+
+use crate::aws::credentials::CredentialCache;
+use crate::aws::metadata::EndpointCredentials;
+use crate::core::config::{Config, ConfigError};
+use aws_config::default_provider::credentials::DefaultCredentialsChain;
+use aws_config::identity::IdentityCache;
+use aws_config::provider_config::ProviderConfig;
+use aws_config::retry::RetryConfig;
+use aws_config::sts::AssumeRoleProvider;
+use aws_config::timeout::TimeoutConfig;
+use aws_config::{AppName, BehaviorVersion, Region};
+use aws_credential_types::provider::SharedCredentialsProvider;
+use aws_sdk_cloudwatchlogs::Client;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// One attempt at an AWS call may take a third of the flush deadline (1 s to 10 s), so a slow
+/// answer still leaves time to retry within the flush.
+pub fn attempt_timeout(flush_timeout: Duration) -> Duration {
+    (flush_timeout / 3).clamp(Duration::from_secs(1), Duration::from_secs(10))
+}
+
+/// What an instance talks to AWS with.
+pub struct Clients {
+    pub logs: Client,
+    pub credentials: Arc<CredentialCache>,
+}
+
+/// Builds the clients for one instance. Network I/O happens on the first request only; the
+/// only I/O here is reading `ca_bundle`.
+pub async fn clients(config: &Config) -> Result<Clients, ConfigError> {
+    let timeouts = TimeoutConfig::builder()
+        .connect_timeout(Duration::from_secs(3))
+        .operation_attempt_timeout(attempt_timeout(config.flush_timeout))
+        .build();
+    let mut loader = aws_config::defaults(BehaviorVersion::latest())
+        .region(Region::new(config.region.clone()))
+        .timeout_config(timeouts);
+    let app = match &config.extra_user_agent {
+        Some(extra) => format!("cloudwatch_rs-{extra}"),
+        None => "cloudwatch_rs".to_owned(),
+    };
+    if let Ok(name) = AppName::new(app) {
+        loader = loader.app_name(name);
+    }
+    if let Some(url) = &config.credentials_endpoint {
+        loader = loader.credentials_provider(SharedCredentialsProvider::new(EndpointCredentials { url: url.clone() }));
+    }
+    let http = https_client(config.ca_bundle.as_deref())?;
+    loader = loader.http_client(http.clone());
+    if let Some(profile) = &config.profile {
+        loader = loader.profile_name(profile);
+    }
+    let base = loader.load().await;
+    let sts_conf = match &config.sts_endpoint {
+        Some(url) => base.to_builder().endpoint_url(url).build(),
+        None => base.clone(),
+    };
+    let sts = aws_sdk_sts::Client::new(&sts_conf);
+
+    let credentials = match CredentialCache::shared(config) {
+        Some(shared) => shared,
+        None => {
+            let (provider, describe) = match &config.role_arn {
+                Some(role_arn) => {
+                    let mut p = AssumeRoleProvider::builder(role_arn)
+                        .session_name(&config.role_session_name)
+                        .session_length(config.role_session_duration);
+                    if let Some(external_id) = &config.external_id {
+                        p = p.external_id(external_id);
+                    }
+                    let p = SharedCredentialsProvider::new(p.configure(&sts_conf).build().await);
+                    (p, format!("role {role_arn}"))
+                }
+                None => {
+                    let p = match base.credentials_provider() {
+                        Some(p) => p,
+                        None => SharedCredentialsProvider::new(
+                            DefaultCredentialsChain::builder()
+                                .configure(ProviderConfig::default().with_http_client(http))
+                                .build()
+                                .await,
+                        ),
+                    };
+                    (p, "base credentials".to_string())
+                }
+            };
+            CredentialCache::share(config, CredentialCache::new(provider, describe, config.role_arn.clone(), sts))
+        }
+    };
+
+    // Delivery retries itself, within the flush deadline; the SDK's own retries would stack.
+    // Credentials come from the shared cache on every request (a clone of an Arc).
+    let mut logs = aws_sdk_cloudwatchlogs::config::Builder::from(&base)
+        .retry_config(RetryConfig::disabled())
+        .identity_cache(IdentityCache::no_cache())
+        .credentials_provider(credentials.provider());
+    if let Some(url) = &config.endpoint {
+        logs = logs.endpoint_url(url);
+    }
+    Ok(Clients { logs: Client::from_conf(logs.build()), credentials })
+}
+
+/// The HTTPS client every AWS call goes through: rustls with ring, the system's roots, and the
+/// CA certificates in `ca_bundle` when set. Built here rather than taken from the SDK's default
+/// (rustls with aws-lc) because ring is a fifth of aws-lc's code: the plugin's resident code
+/// is most of its memory at steady state (README, Performance).
+fn https_client(ca_bundle: Option<&str>) -> Result<aws_sdk_cloudwatchlogs::config::SharedHttpClient, ConfigError> {
+    use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode, TlsContext, TrustStore};
+    let bad = |why: String| ConfigError {
+        key: "ca_bundle",
+        value: ca_bundle.map(str::to_owned),
+        allowed: format!("a readable PEM file of CA certificates ({why})"),
+    };
+    let mut trust = TrustStore::default();
+    if let Some(path) = ca_bundle {
+        let pem = std::fs::read(path).map_err(|e| bad(e.to_string()))?;
+        if !pem.windows(27).any(|w| w == b"-----BEGIN CERTIFICATE-----") {
+            return Err(bad("no certificate in it".into()));
+        }
+        trust = trust.with_pem_certificate(pem);
+    }
+    let context = TlsContext::builder().with_trust_store(trust).build().map_err(|e| bad(e.to_string()))?;
+    // Built connector by connector (as the SDK's default client is) so that HTTPS_PROXY /
+    // HTTP_PROXY / NO_PROXY keep applying.
+    Ok(aws_smithy_http_client::Builder::new().build_with_connector_fn(move |settings, components| {
+        let mut builder = aws_smithy_http_client::Connector::builder();
+        builder.set_connector_settings(settings.cloned());
+        if let Some(components) = components {
+            builder.set_sleep_impl(components.sleep_impl());
+        }
+        builder
+            .proxy_config(aws_smithy_http_client::proxy::ProxyConfig::from_env())
+            .tls_provider(tls::Provider::Rustls(CryptoMode::Ring))
+            .tls_context(context.clone())
+            .build()
+    }))
+}
+
+impl std::fmt::Debug for Clients {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Clients").finish_non_exhaustive()
+    }
+}

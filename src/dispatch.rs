@@ -1,0 +1,106 @@
+//! A planned chunk's batches in flight: up to `batches_in_flight` PutLogEvents calls at once,
+//! skipping what an earlier attempt of the chunk delivered.
+//!
+//! Batches are independent calls (no sequence tokens; CloudWatch orders a stream's events by
+//! time), so only memory bounds how many are in flight. One rule keeps creation single: a
+//! batch to a stream not yet known to exist waits while a call to its group is in flight, so
+//! a missing group or stream is created once, not by every batch racing to it. After a RETRY
+//! no new call starts; those in flight finish and count.
+
+use crate::aws::delivery::{BatchOutcome, Delivery};
+use crate::core::naming::StreamKey;
+use crate::core::plan::Plan;
+use crate::sync::lock;
+use futures_util::stream::{FuturesUnordered, StreamExt};
+use std::collections::{HashSet, VecDeque};
+use std::sync::Mutex;
+use tokio::time::Instant;
+
+/// How many streams written to are remembered (beyond it, batches to others go one per group).
+const KNOWN_STREAMS: usize = 4096;
+
+/// Streams this instance has written to: a bounded set, kept only when calls can overlap.
+#[derive(Debug, Default)]
+pub struct KnownStreams {
+    streams: Mutex<HashSet<StreamKey>>,
+}
+
+impl KnownStreams {
+    fn contains(&self, to: &StreamKey) -> bool {
+        lock(&self.streams).contains(to)
+    }
+
+    fn note(&self, to: &StreamKey) {
+        let mut known = lock(&self.streams);
+        if known.len() < KNOWN_STREAMS && !known.contains(to) {
+            known.insert(to.clone());
+        }
+    }
+}
+
+/// How the batches of one flush are sent.
+pub struct Dispatch<'a> {
+    pub delivery: &'a Delivery,
+    pub deadline: Instant,
+    /// PutLogEvents calls in flight at once (`batches_in_flight`).
+    pub max_calls: usize,
+    pub known: &'a KnownStreams,
+}
+
+/// What became of the batches a flush sent.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Sent {
+    pub delivered: usize,
+    pub dropped: usize,
+    /// Some batch must be retried: the chunk answers RETRY.
+    pub retry: bool,
+}
+
+impl Dispatch<'_> {
+    /// Sends every batch of `plan` not yet `done`, marking each delivered or dropped one done.
+    /// `bodies` is a pool of request-body buffers, one per call in flight, reused across flushes.
+    pub async fn run(&self, plan: &Plan, done: &mut [bool], bodies: &mut Vec<Vec<u8>>) -> Sent {
+        let mut sent = Sent::default();
+        let mut waiting: VecDeque<usize> = (0..plan.batches.len()).filter(|&i| !done[i]).collect();
+        // the calls, and the (batch, group) of each
+        let (mut calls, mut calling) = (FuturesUnordered::new(), Vec::<(usize, &str)>::new());
+        loop {
+            while !sent.retry && calls.len() < self.max_calls {
+                let startable = waiting.iter().position(|&i| {
+                    plan.key_of(i).is_none_or(|to| !calling.iter().any(|(_, g)| *g == to.group) || self.known(to))
+                });
+                let Some(i) = startable.and_then(|p| waiting.remove(p)) else { break };
+                let Some(to) = plan.key_of(i) else { continue };
+                let events = &plan.events[plan.batches[i].clone()];
+                let body = bodies.pop().unwrap_or_default();
+                calling.push((i, to.group.as_str()));
+                calls.push(async move {
+                    let (outcome, body) = self.delivery.send(to, &plan.arena, events, self.deadline, body).await;
+                    (i, to, outcome, body)
+                });
+            }
+            let Some((i, to, outcome, body)) = calls.next().await else { break };
+            calling.retain(|(j, _)| *j != i);
+            bodies.push(body);
+            match outcome {
+                BatchOutcome::Delivered => {
+                    sent.delivered += 1;
+                    if self.max_calls > 1 {
+                        self.known.note(to);
+                    }
+                }
+                BatchOutcome::Dropped => sent.dropped += 1,
+                BatchOutcome::Retry => {
+                    sent.retry = true;
+                    continue;
+                }
+            }
+            done[i] = true;
+        }
+        sent
+    }
+
+    fn known(&self, to: &StreamKey) -> bool {
+        self.known.contains(to)
+    }
+}
