@@ -106,8 +106,8 @@ pub async fn clients(config: &Config) -> Result<Clients, ConfigError> {
 
 /// The HTTPS client every AWS call goes through: rustls with ring, the system's roots, and the
 /// CA certificates in `ca_bundle` when set. Built here rather than taken from the SDK's default
-/// (rustls with aws-lc) because ring is a fifth of aws-lc's code: the plugin's resident code
-/// is most of its memory at steady state (README, Performance).
+/// (rustls with aws-lc) because ring is much less code than aws-lc, and the plugin's resident
+/// code is most of its memory at steady state (docs/PERFORMANCE.md).
 fn https_client(ca_bundle: Option<&str>) -> Result<aws_sdk_cloudwatchlogs::config::SharedHttpClient, ConfigError> {
     use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode, TlsContext, TrustStore};
     let bad = |why: String| ConfigError {
