@@ -27,11 +27,12 @@ test: build firelens
 firelens: setup
 	@tests/support/firelens.sh
 
-# A million records with every fault mixed in, and 10,000 streams, through the strict endpoint.
+# The soak tests: many records with every fault mixed in, and many streams, through the strict
+# endpoint (docs/TESTING.md).
 soak: build
 	$(CARGO) test --release --test faults -- --ignored --nocapture soak
 
-# Benchmarks: the pure core alone, then the whole plugin over TLS (README, Performance).
+# Benchmarks: the pure core alone, then the whole plugin over TLS (docs/PERFORMANCE.md).
 bench: build
 	$(CARGO) bench --bench core
 	$(CARGO) bench --bench e2e
