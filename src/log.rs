@@ -5,6 +5,7 @@
 //! The level is the instance's `log_level` key, else `FLB_LOG_LEVEL` (error, warn, info, debug,
 //! trace), else info: Fluent Bit does not pass `[SERVICE] Log_Level` to proxy plugins.
 
+use crate::core::config::LogLevel;
 use once_cell::sync::Lazy;
 use std::collections::HashMap;
 use std::fmt::{self, Write as _};
@@ -12,46 +13,25 @@ use std::io::Write as _;
 use std::sync::RwLock;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Level {
-    Error = 1,
-    Warn = 2,
-    Info = 3,
-    Debug = 4,
-    Trace = 5,
-}
-
-impl Level {
-    fn label(self) -> &'static str {
-        match self {
-            Level::Error => "error",
-            Level::Warn => " warn",
-            Level::Info => " info",
-            Level::Debug => "debug",
-            Level::Trace => "trace",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Level> {
-        Some(match s.trim().to_ascii_lowercase().as_str() {
-            "error" => Level::Error,
-            "warn" | "warning" => Level::Warn,
-            "info" => Level::Info,
-            "debug" => Level::Debug,
-            "trace" => Level::Trace,
-            _ => return None,
-        })
+/// The label of a line at `level`, as Fluent Bit writes it.
+fn label(level: LogLevel) -> &'static str {
+    match level {
+        LogLevel::Error => "error",
+        LogLevel::Warn => " warn",
+        LogLevel::Info => " info",
+        LogLevel::Debug => "debug",
+        LogLevel::Trace => "trace",
     }
 }
 
-static MAX_LEVEL: Lazy<Level> =
-    Lazy::new(|| std::env::var("FLB_LOG_LEVEL").ok().and_then(|v| Level::parse(&v)).unwrap_or(Level::Info));
+static MAX_LEVEL: Lazy<LogLevel> =
+    Lazy::new(|| std::env::var("FLB_LOG_LEVEL").ok().and_then(|v| LogLevel::parse(&v)).unwrap_or(LogLevel::Info));
 
 /// Instances with their own `log_level`.
-static LEVELS: Lazy<RwLock<HashMap<String, Level>>> = Lazy::new(Default::default);
+static LEVELS: Lazy<RwLock<HashMap<String, LogLevel>>> = Lazy::new(Default::default);
 
 /// Sets (or with `None` forgets) the level of one instance.
-pub fn set_level(instance: &str, level: Option<Level>) {
+pub fn set_level(instance: &str, level: Option<LogLevel>) {
     let mut levels = crate::sync::write(&LEVELS);
     match level {
         Some(level) => levels.insert(instance.to_owned(), level),
@@ -59,19 +39,19 @@ pub fn set_level(instance: &str, level: Option<Level>) {
     };
 }
 
-pub fn enabled(level: Level, instance: &str) -> bool {
+pub fn enabled(level: LogLevel, instance: &str) -> bool {
     let levels = crate::sync::read(&LEVELS);
     level <= levels.get(instance).copied().unwrap_or(*MAX_LEVEL)
 }
 
 /// Writes one line for `instance` (e.g. `cloudwatch_rs.0`).
-pub fn log(level: Level, instance: &str, message: fmt::Arguments<'_>) {
+pub fn log(level: LogLevel, instance: &str, message: fmt::Arguments<'_>) {
     if !enabled(level, instance) {
         return;
     }
     let mut line = String::with_capacity(128);
     let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
-    let _ = write!(line, "[{}] [{}] [output:cloudwatch_rs:{}] ", utc_timestamp(now), level.label(), instance);
+    let _ = write!(line, "[{}] [{}] [output:cloudwatch_rs:{}] ", utc_timestamp(now), label(level), instance);
     let _ = line.write_fmt(message);
     // one line per call, whatever the message carried
     let line = line.replace('\n', " ");
@@ -95,10 +75,10 @@ fn utc_timestamp(secs: u64) -> String {
     format!("{year:04}/{month:02}/{day:02} {:02}:{:02}:{:02}", rem / 3600, rem % 3600 / 60, rem % 60)
 }
 
-macro_rules! log_error { ($inst:expr, $($arg:tt)*) => { $crate::log::log($crate::log::Level::Error, $inst, format_args!($($arg)*)) } }
-macro_rules! log_warn { ($inst:expr, $($arg:tt)*) => { $crate::log::log($crate::log::Level::Warn, $inst, format_args!($($arg)*)) } }
-macro_rules! log_info { ($inst:expr, $($arg:tt)*) => { $crate::log::log($crate::log::Level::Info, $inst, format_args!($($arg)*)) } }
-macro_rules! log_debug { ($inst:expr, $($arg:tt)*) => { $crate::log::log($crate::log::Level::Debug, $inst, format_args!($($arg)*)) } }
+macro_rules! log_error { ($inst:expr, $($arg:tt)*) => { $crate::log::log($crate::core::config::LogLevel::Error, $inst, format_args!($($arg)*)) } }
+macro_rules! log_warn { ($inst:expr, $($arg:tt)*) => { $crate::log::log($crate::core::config::LogLevel::Warn, $inst, format_args!($($arg)*)) } }
+macro_rules! log_info { ($inst:expr, $($arg:tt)*) => { $crate::log::log($crate::core::config::LogLevel::Info, $inst, format_args!($($arg)*)) } }
+macro_rules! log_debug { ($inst:expr, $($arg:tt)*) => { $crate::log::log($crate::core::config::LogLevel::Debug, $inst, format_args!($($arg)*)) } }
 pub(crate) use {log_debug, log_error, log_info, log_warn};
 
 #[cfg(test)]
@@ -106,12 +86,12 @@ mod tests {
     #[test]
     fn an_instance_level_overrides_the_default() {
         use super::*;
-        set_level("test.levels", Some(Level::Error));
-        assert!(!enabled(Level::Warn, "test.levels") && enabled(Level::Error, "test.levels"));
-        set_level("test.levels", Some(Level::Debug));
-        assert!(enabled(Level::Debug, "test.levels"));
+        set_level("test.levels", Some(LogLevel::Error));
+        assert!(!enabled(LogLevel::Warn, "test.levels") && enabled(LogLevel::Error, "test.levels"));
+        set_level("test.levels", Some(LogLevel::Debug));
+        assert!(enabled(LogLevel::Debug, "test.levels"));
         set_level("test.levels", None);
-        assert_eq!(enabled(Level::Debug, "test.levels"), *MAX_LEVEL >= Level::Debug);
+        assert_eq!(enabled(LogLevel::Debug, "test.levels"), *MAX_LEVEL >= LogLevel::Debug);
     }
 
     #[test]

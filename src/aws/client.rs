@@ -145,3 +145,30 @@ impl std::fmt::Debug for Clients {
         f.debug_struct("Clients").finish_non_exhaustive()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The core checks `extra_user_agent` with its own copy of the SDK's `AppName` rule: the two
+    /// must agree, so an SDK upgrade that changes the rule is caught here.
+    #[test]
+    fn extra_user_agent_is_checked_as_the_sdk_checks_an_app_name() {
+        let chars = (0u8..128).map(char::from).chain(['é', 'ü', '€', '\u{200b}']);
+        for c in chars {
+            let extra = format!("a{c}");
+            let ours = Config::from_lookup(
+                |k| match k {
+                    "log_group_name" => Some("g".into()),
+                    "log_stream_name" => Some("s".into()),
+                    "extra_user_agent" => Some(extra.clone()),
+                    _ => None,
+                },
+                |k| (k == "AWS_REGION").then(|| "us-east-1".into()),
+            )
+            .is_ok();
+            let sdk = AppName::new(format!("cloudwatch_rs-{extra}")).is_ok();
+            assert_eq!(ours, sdk, "extra_user_agent {extra:?}");
+        }
+    }
+}

@@ -4,6 +4,7 @@
 //! GET serves; it runs at Init or at a credential refresh, never per record.
 
 use crate::core::template::EcsMetadata;
+use crate::core::url::split_http_url;
 use aws_credential_types::provider::{self, error::CredentialsError, future, ProvideCredentials};
 use aws_credential_types::Credentials;
 use aws_smithy_json::deserialize::{json_token_iter, Token};
@@ -13,22 +14,6 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// Largest answer read from a metadata service.
 const MAX_ANSWER: usize = 1 << 20;
-
-/// `http://host[:port]/path` → (`host:port`, `host`, `/path`).
-pub fn split_http_url(url: &str) -> Option<(String, &str, &str)> {
-    let rest = url.strip_prefix("http://")?;
-    let (authority, path) = match rest.find('/') {
-        Some(i) => (&rest[..i], &rest[i..]),
-        None => (rest, "/"),
-    };
-    if authority.is_empty() || authority.contains('@') {
-        return None;
-    }
-    let has_port = authority.rsplit_once(':').is_some_and(|(_, port)| port.bytes().all(|b| b.is_ascii_digit()))
-        && !authority.ends_with(']');
-    let addr = if has_port { authority.to_owned() } else { format!("{authority}:80") };
-    Some((addr, authority, path))
-}
 
 /// One GET; the body of a 200 answer, else an error saying what came back.
 pub async fn get(url: &str, headers: &[(&str, &str)], timeout: Duration) -> Result<String, String> {
@@ -180,16 +165,6 @@ fn parse_credentials(body: &str) -> Result<Credentials, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn urls() {
-        assert_eq!(
-            split_http_url("http://127.0.0.1:51678/v4/x"),
-            Some(("127.0.0.1:51678".into(), "127.0.0.1:51678", "/v4/x"))
-        );
-        assert_eq!(split_http_url("http://169.254.170.2"), Some(("169.254.170.2:80".into(), "169.254.170.2", "/")));
-        assert_eq!(split_http_url("https://x/"), None);
-    }
 
     #[test]
     fn chunked_and_plain_answers() {

@@ -1,74 +1,378 @@
 //! The `[OUTPUT]` keys → a typed `Config`. Every bad value is one `ConfigError` naming the key,
-//! the value and what is allowed. `KEYS` is the one list of keys the plugin reads (the README
-//! table and the tests are checked against it).
+//! the value and what is allowed.
+//!
+//! Each key is one `Key` constant, the one place of its name, its default, the peer plugins that
+//! have it and its meaning. `KEYS` lists them; the parser reads every key through its constant,
+//! so an unset key is parsed as its documented default; the README's table is `markdown_table()`.
 
 use crate::core::emf::{check_namespace, parse_dimensions, MetricFormat};
 use crate::core::message::{MessageFormat, MissingKey};
 use crate::core::naming::{check_group_name, check_stream_name, NameRule};
 use crate::core::record_path::RecordPath;
 use crate::core::template::{NameKind, Template};
-use crate::log::Level;
-use aws_config::AppName;
-use std::fmt;
+use crate::core::url::split_http_url;
+use std::fmt::{self, Write as _};
 use std::time::Duration;
 
 /// One configuration key the plugin understands.
 #[derive(Debug, Clone, Copy)]
 pub struct Key {
     pub name: &'static str,
-    pub default: &'static str,
+    /// What an unset key means.
+    pub default: Unset,
     /// The peer plugins that have the key: `C` (`cloudwatch_logs`), `Go` (`cloudwatch`), or `-`.
     pub from: &'static str,
     pub meaning: &'static str,
 }
 
-const fn key(name: &'static str, default: &'static str, from: &'static str, meaning: &'static str) -> Key {
-    Key { name, default, from, meaning }
+/// What an unset key means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unset {
+    /// The key is parsed as if it were set to this text.
+    Value(&'static str),
+    /// The same, with a note for the README: `0` (never expire).
+    Noted(&'static str, &'static str),
+    /// Nothing: what the key names or turns on is not used.
+    Nothing,
+    /// Worked out elsewhere (the environment, other keys, the SDK, CloudWatch), as the prose says.
+    Computed(&'static str),
 }
+
+impl Unset {
+    /// The text an unset key is parsed as, for a key that has one.
+    pub fn value(self) -> Option<&'static str> {
+        match self {
+            Unset::Value(text) | Unset::Noted(text, _) => Some(text),
+            Unset::Nothing | Unset::Computed(_) => None,
+        }
+    }
+
+    /// The README's default column.
+    pub fn describe(self) -> String {
+        match self {
+            Unset::Value(text) => format!("`{text}`"),
+            Unset::Noted(text, note) => format!("`{text}` {note}"),
+            Unset::Nothing => "-".to_owned(),
+            Unset::Computed(prose) => prose.to_owned(),
+        }
+    }
+}
+
+const REGION: Key = Key {
+    name: "region",
+    default: Unset::Computed("`AWS_REGION`, else `AWS_DEFAULT_REGION`"),
+    from: "C, Go",
+    meaning: "AWS region of the log group (and of STS). Init fails when none is set.",
+};
+const LOG_GROUP_NAME: Key = Key {
+    name: "log_group_name",
+    default: Unset::Computed("(required unless `log_group_template`)"),
+    from: "C, Go",
+    meaning: "Log group to write to. May hold variables (`$(...)` as in the Go plugin, or `$TAG`/`$key['sub']`), like `log_group_template`.",
+};
+const LOG_GROUP_TEMPLATE: Key = Key {
+    name: "log_group_template",
+    default: Unset::Nothing,
+    from: "C",
+    meaning: "Log group from the tag and record: `$TAG`, `$TAG[n]`, `$key['sub']`, `$(tag)`, `$(tag[n])`, `$(key['sub'])`, `$(uuid)`, `$(ecs_task_id)`, `$(ecs_cluster)`, `$(ecs_task_arn)`, `$(var:-default)`; any text between variables. When a variable cannot be resolved the static `log_group_name` is used.",
+};
+const DEFAULT_LOG_GROUP_NAME: Key = Key {
+    name: "default_log_group_name",
+    default: Unset::Value("fluentbit-default"),
+    from: "Go",
+    meaning: "Log group used when a template's variable cannot be resolved and there is no static `log_group_name` to fall back to.",
+};
+const LOG_STREAM_NAME: Key = Key {
+    name: "log_stream_name",
+    default: Unset::Nothing,
+    from: "C, Go",
+    meaning: "Log stream name; may hold variables as `log_group_name`. Set exactly one of this and `log_stream_prefix` (unless `log_stream_template` is set).",
+};
+const LOG_STREAM_PREFIX: Key = Key {
+    name: "log_stream_prefix",
+    default: Unset::Nothing,
+    from: "C, Go",
+    meaning: "Stream name = prefix + the chunk's tag (`:` and `*` become `.`).",
+};
+const LOG_STREAM_TEMPLATE: Key = Key {
+    name: "log_stream_template",
+    default: Unset::Nothing,
+    from: "C",
+    meaning: "Log stream from the tag and record, same variables as `log_group_template`; falls back to the static `log_stream_name` or prefix + tag.",
+};
+const DEFAULT_LOG_STREAM_NAME: Key = Key {
+    name: "default_log_stream_name",
+    default: Unset::Value("/fluentbit-default"),
+    from: "Go",
+    meaning: "Log stream used when a template's variable cannot be resolved and there is no static name or prefix to fall back to.",
+};
+const AUTO_CREATE_GROUP: Key = Key {
+    name: "auto_create_group",
+    default: Unset::Value("off"),
+    from: "C, Go",
+    meaning: "Create the log group when PutLogEvents says it is missing (with the four settings below).",
+};
+const LOG_RETENTION_DAYS: Key = Key {
+    name: "log_retention_days",
+    default: Unset::Noted("0", "(never expire)"),
+    from: "C, Go",
+    meaning: "Retention set on a group the plugin creates: 1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288 or 3653.",
+};
+const NEW_LOG_GROUP_TAGS: Key = Key {
+    name: "new_log_group_tags",
+    default: Unset::Nothing,
+    from: "Go",
+    meaning: "Tags of a group the plugin creates: `k=v,k2=v2` (at most 50; keys 1-128, values 0-256 characters).",
+};
+const LOG_GROUP_CLASS: Key = Key {
+    name: "log_group_class",
+    default: Unset::Computed("CloudWatch's default (`STANDARD`)"),
+    from: "C",
+    meaning: "Class of a group the plugin creates: `STANDARD` or `INFREQUENT_ACCESS`.",
+};
+const KMS_KEY_ID: Key = Key {
+    name: "kms_key_id",
+    default: Unset::Nothing,
+    from: "Vector (`kms_key`)",
+    meaning: "KMS key ARN that encrypts a group the plugin creates.",
+};
+const AUTO_CREATE_STREAM: Key = Key {
+    name: "auto_create_stream",
+    default: Unset::Value("on"),
+    from: "Go",
+    meaning: "Create the log stream when PutLogEvents says it is missing.",
+};
+const ROLE_ARN: Key = Key {
+    name: "role_arn",
+    default: Unset::Nothing,
+    from: "C, Go",
+    meaning: "IAM role to assume with STS (on top of the default credential chain) and write with; may be in another account.",
+};
+const EXTERNAL_ID: Key = Key {
+    name: "external_id",
+    default: Unset::Nothing,
+    from: "C, Go",
+    meaning: "`ExternalId` sent with AssumeRole (2-1224 characters of `A-Za-z0-9+=,.@:/_-`).",
+};
+const ROLE_SESSION_NAME: Key = Key {
+    name: "role_session_name",
+    default: Unset::Value("cloudwatch_rs"),
+    from: "-",
+    meaning: "`RoleSessionName` for AssumeRole (2-64 characters of `A-Za-z0-9+=,.@_-`); shows in the log account's CloudTrail.",
+};
+const ROLE_SESSION_DURATION: Key = Key {
+    name: "role_session_duration",
+    default: Unset::Value("1h"),
+    from: "-",
+    meaning: "Lifetime asked of AssumeRole (`15m`-`12h`). An hour at most works even when the base credentials are themselves a role (role chaining).",
+};
+const PROFILE: Key = Key {
+    name: "profile",
+    default: Unset::Computed("`AWS_PROFILE`, else `default`"),
+    from: "C",
+    meaning: "Profile of the shared config/credentials files for the base credentials (`credential_process` included).",
+};
+const CREDENTIALS_ENDPOINT: Key = Key {
+    name: "credentials_endpoint",
+    default: Unset::Nothing,
+    from: "Go",
+    meaning: "`http://` URL answering container-credentials JSON, used for the base credentials instead of the default chain.",
+};
+const STARTUP_CHECK: Key = Key {
+    name: "startup_check",
+    default: Unset::Value("warn"),
+    from: "-",
+    meaning: "At startup, resolve the base identity, assume the role and ask whether the log group may be written (nothing is written): `off`, `warn` (log one line and start anyway) or `strict` (fail startup).",
+};
+const STS_ENDPOINT: Key = Key {
+    name: "sts_endpoint",
+    default: Unset::Computed("regional STS endpoint"),
+    from: "C, Go",
+    meaning: "Full URL of STS (`https://host[:port]`, `http://` for tests); VPC endpoints.",
+};
+const ENDPOINT: Key = Key {
+    name: "endpoint",
+    default: Unset::Computed("regional CloudWatch Logs endpoint"),
+    from: "C, Go",
+    meaning: "Full URL of CloudWatch Logs (`https://host[:port]`).",
+};
+const LOG_KEY: Key = Key {
+    name: "log_key",
+    default: Unset::Nothing,
+    from: "C, Go",
+    meaning: "Send only this value: a top-level key (exact match) or a path `$key['sub']['x']`. Strings as they are; maps, arrays, numbers and booleans as JSON.",
+};
+const LOG_KEY_MISSING: Key = Key {
+    name: "log_key_missing",
+    default: Unset::Value("drop"),
+    from: "-",
+    meaning: "A record without `log_key`: `drop` (counted and logged) or `record` (send the whole record as JSON).",
+};
+const LOG_FORMAT: Key = Key {
+    name: "log_format",
+    default: Unset::Computed("-, `json/emf` with `metric_namespace`"),
+    from: "C, Go",
+    meaning: "Sent as the `x-amzn-logs-format` header of PutLogEvents (e.g. `json/emf`).",
+};
+const METRIC_NAMESPACE: Key = Key {
+    name: "metric_namespace",
+    default: Unset::Nothing,
+    from: "C",
+    meaning: "Turns records with numeric fields into Embedded Metric Format: their numbers become metrics in this namespace; other records are sent as they are. Not used together with `log_key` (which wins).",
+};
+const METRIC_DIMENSIONS: Key = Key {
+    name: "metric_dimensions",
+    default: Unset::Nothing,
+    from: "C",
+    meaning: "EMF dimension sets: `a,b;c` means [[a,b],[c]]; a set is used when the record has every key as a string.",
+};
+const EXTRA_USER_AGENT: Key = Key {
+    name: "extra_user_agent",
+    default: Unset::Nothing,
+    from: "C, Go",
+    meaning:
+        "Appended to the User-Agent of every AWS call (`cloudwatch_rs-<value>`; letters, digits and `!#$%&'*+-.^_~`).",
+};
+const AUTO_RETRY_REQUESTS: Key = Key {
+    name: "auto_retry_requests",
+    default: Unset::Value("on"),
+    from: "C",
+    meaning: "Retry failed calls within the flush (backoff with jitter until `flush_timeout`); `off`: one attempt, then RETRY to Fluent Bit.",
+};
+const TRUNCATION_MARKER: Key = Key {
+    name: "truncation_marker",
+    default: Unset::Value("[Truncated...]"),
+    from: "-",
+    meaning: "Appended to a message cut to the maximum event size (1,048,550 bytes, marker included); `off` for none.",
+};
+const CA_BUNDLE: Key = Key {
+    name: "ca_bundle",
+    default: Unset::Computed("`AWS_CA_BUNDLE`"),
+    from: "-",
+    meaning: "PEM file of extra CA certificates to trust (private endpoints), on top of the system's.",
+};
+const FLUSH_TIMEOUT: Key = Key {
+    name: "flush_timeout",
+    default: Unset::Value("30s"),
+    from: "-",
+    meaning: "Deadline for one flush, retries included (`1s`-`600s`; `ms`, `s`, `m` suffixes); after it the flush answers RETRY.",
+};
+const BATCHES_IN_FLIGHT: Key = Key {
+    name: "batches_in_flight",
+    default: Unset::Value("1"),
+    from: "Vector (`request.concurrency`)",
+    meaning: "PutLogEvents calls one flush may have in flight at once (`1`-`8`) when a chunk makes several batches: raise it when the round trip to CloudWatch, not CPU, limits a worker. Each call holds a request body of up to 1 MiB; `1` sends a chunk's batches one after another.",
+};
+const PLUGIN_LOG_LEVEL: Key = Key {
+    name: "plugin_log_level",
+    default: Unset::Computed("`FLB_LOG_LEVEL`, else `info`"),
+    from: "Go (`FLB_LOG_LEVEL`)",
+    meaning: "This instance's log level: `error`, `warn`, `info`, `debug` or `trace`. (`Log_Level` itself is taken by Fluent Bit's core and never reaches a proxy plugin.)",
+};
+const STATS_INTERVAL: Key = Key {
+    name: "stats_interval",
+    default: Unset::Value("60s"),
+    from: "-",
+    meaning: "How often the instance logs one line of its counters (also logged at exit); `off` for exit only.",
+};
+const ADD_ENTITY: Key = Key {
+    name: "add_entity",
+    default: Unset::Value("off"),
+    from: "C",
+    meaning: "Accepted, not supported: events are sent without the Application Signals entity; Init logs a warning when it is on.",
+};
 
 /// Every key, in the order the README lists them.
 pub const KEYS: &[Key] = &[
-    key("region", "`AWS_REGION`, else `AWS_DEFAULT_REGION`", "C, Go", "AWS region of the log group (and of STS). Init fails when none is set."),
-    key("log_group_name", "(required unless `log_group_template`)", "C, Go", "Log group to write to. May hold variables (`$(...)` as in the Go plugin, or `$TAG`/`$key['sub']`), like `log_group_template`."),
-    key("log_group_template", "-", "C", "Log group from the tag and record: `$TAG`, `$TAG[n]`, `$key['sub']`, `$(tag)`, `$(tag[n])`, `$(key['sub'])`, `$(uuid)`, `$(ecs_task_id)`, `$(ecs_cluster)`, `$(ecs_task_arn)`, `$(var:-default)`; any text between variables. When a variable cannot be resolved the static `log_group_name` is used."),
-    key("default_log_group_name", "`fluentbit-default`", "Go", "Log group used when a template's variable cannot be resolved and there is no static `log_group_name` to fall back to."),
-    key("log_stream_name", "-", "C, Go", "Log stream name; may hold variables as `log_group_name`. Set exactly one of this and `log_stream_prefix` (unless `log_stream_template` is set)."),
-    key("log_stream_prefix", "-", "C, Go", "Stream name = prefix + the chunk's tag (`:` and `*` become `.`)."),
-    key("log_stream_template", "-", "C", "Log stream from the tag and record, same variables as `log_group_template`; falls back to the static `log_stream_name` or prefix + tag."),
-    key("default_log_stream_name", "`/fluentbit-default`", "Go", "Log stream used when a template's variable cannot be resolved and there is no static name or prefix to fall back to."),
-    key("auto_create_group", "`off`", "C, Go", "Create the log group when PutLogEvents says it is missing (with the four settings below)."),
-    key("log_retention_days", "`0` (never expire)", "C, Go", "Retention set on a group the plugin creates: 1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288 or 3653."),
-    key("new_log_group_tags", "-", "Go", "Tags of a group the plugin creates: `k=v,k2=v2` (at most 50; keys 1-128, values 0-256 characters)."),
-    key("log_group_class", "`STANDARD`", "C", "Class of a group the plugin creates: `STANDARD` or `INFREQUENT_ACCESS`."),
-    key("kms_key_id", "-", "Vector (`kms_key`)", "KMS key ARN that encrypts a group the plugin creates."),
-    key("auto_create_stream", "`on`", "Go", "Create the log stream when PutLogEvents says it is missing."),
-    key("role_arn", "-", "C, Go", "IAM role to assume with STS (on top of the default credential chain) and write with; may be in another account."),
-    key("external_id", "-", "C, Go", "`ExternalId` sent with AssumeRole (2-1224 characters of `A-Za-z0-9+=,.@:/_-`)."),
-    key("role_session_name", "`cloudwatch_rs`", "-", "`RoleSessionName` for AssumeRole (2-64 characters of `A-Za-z0-9+=,.@_-`); shows in the log account's CloudTrail."),
-    key("role_session_duration", "`1h`", "-", "Lifetime asked of AssumeRole (`15m`-`12h`). An hour at most works even when the base credentials are themselves a role (role chaining)."),
-    key("profile", "`AWS_PROFILE`, else `default`", "C", "Profile of the shared config/credentials files for the base credentials (`credential_process` included)."),
-    key("credentials_endpoint", "-", "Go", "`http://` URL answering container-credentials JSON, used for the base credentials instead of the default chain."),
-    key("startup_check", "`warn`", "-", "At startup, resolve the base identity, assume the role and ask whether the log group may be written (nothing is written): `off`, `warn` (log one line and start anyway) or `strict` (fail startup)."),
-    key("sts_endpoint", "regional STS endpoint", "C, Go", "Full URL of STS (`https://host[:port]`, `http://` for tests); VPC endpoints."),
-    key("endpoint", "regional CloudWatch Logs endpoint", "C, Go", "Full URL of CloudWatch Logs (`https://host[:port]`)."),
-    key("log_key", "-", "C, Go", "Send only this value: a top-level key (exact match) or a path `$key['sub']['x']`. Strings as they are; maps, arrays, numbers and booleans as JSON."),
-    key("log_key_missing", "`drop`", "-", "A record without `log_key`: `drop` (counted and logged) or `record` (send the whole record as JSON)."),
-    key("log_format", "-, `json/emf` with `metric_namespace`", "C, Go", "Sent as the `x-amzn-logs-format` header of PutLogEvents (e.g. `json/emf`)."),
-    key("metric_namespace", "-", "C", "Turns records with numeric fields into Embedded Metric Format: their numbers become metrics in this namespace; other records are sent as they are. Not used together with `log_key` (which wins)."),
-    key("metric_dimensions", "-", "C", "EMF dimension sets: `a,b;c` means [[a,b],[c]]; a set is used when the record has every key as a string."),
-    key("extra_user_agent", "-", "C, Go", "Appended to the User-Agent of every AWS call (`cloudwatch_rs-<value>`; letters, digits and `!#$%&'*+-.^_~`)."),
-    key("auto_retry_requests", "`on`", "C", "Retry failed calls within the flush (backoff with jitter until `flush_timeout`); `off`: one attempt, then RETRY to Fluent Bit."),
-    key("truncation_marker", "`[Truncated...]`", "-", "Appended to a message cut to the maximum event size (1,048,550 bytes, marker included); `off` for none."),
-    key("ca_bundle", "`AWS_CA_BUNDLE`", "-", "PEM file of extra CA certificates to trust (private endpoints), on top of the system's."),
-    key("flush_timeout", "`30s`", "-", "Deadline for one flush, retries included (`1s`-`600s`; `ms`, `s`, `m` suffixes); after it the flush answers RETRY."),
-    key("batches_in_flight", "`1`", "Vector (`request.concurrency`)", "PutLogEvents calls one flush may have in flight at once (`1`-`8`) when a chunk makes several batches: raise it when the round trip to CloudWatch, not CPU, limits a worker. Each call holds a request body of up to 1 MiB; `1` sends a chunk's batches one after another."),
-    key("plugin_log_level", "`FLB_LOG_LEVEL`, else `info`", "Go (`FLB_LOG_LEVEL`)", "This instance's log level: `error`, `warn`, `info`, `debug` or `trace`. (`Log_Level` itself is taken by Fluent Bit's core and never reaches a proxy plugin.)"),
-    key("stats_interval", "`60s`", "-", "How often the instance logs one line of its counters (also logged at exit); `off` for exit only."),
-    key("add_entity", "`off`", "C", "Accepted, not supported: events are sent without the Application Signals entity; Init logs a warning when it is on."),
+    REGION,
+    LOG_GROUP_NAME,
+    LOG_GROUP_TEMPLATE,
+    DEFAULT_LOG_GROUP_NAME,
+    LOG_STREAM_NAME,
+    LOG_STREAM_PREFIX,
+    LOG_STREAM_TEMPLATE,
+    DEFAULT_LOG_STREAM_NAME,
+    AUTO_CREATE_GROUP,
+    LOG_RETENTION_DAYS,
+    NEW_LOG_GROUP_TAGS,
+    LOG_GROUP_CLASS,
+    KMS_KEY_ID,
+    AUTO_CREATE_STREAM,
+    ROLE_ARN,
+    EXTERNAL_ID,
+    ROLE_SESSION_NAME,
+    ROLE_SESSION_DURATION,
+    PROFILE,
+    CREDENTIALS_ENDPOINT,
+    STARTUP_CHECK,
+    STS_ENDPOINT,
+    ENDPOINT,
+    LOG_KEY,
+    LOG_KEY_MISSING,
+    LOG_FORMAT,
+    METRIC_NAMESPACE,
+    METRIC_DIMENSIONS,
+    EXTRA_USER_AGENT,
+    AUTO_RETRY_REQUESTS,
+    TRUNCATION_MARKER,
+    CA_BUNDLE,
+    FLUSH_TIMEOUT,
+    BATCHES_IN_FLIGHT,
+    PLUGIN_LOG_LEVEL,
+    STATS_INTERVAL,
+    ADD_ENTITY,
 ];
+
+/// The README's table of keys (what stands between `<!-- keys:begin -->` and `<!-- keys:end -->`).
+pub fn markdown_table() -> String {
+    let mut table = String::from("| key | default | from | meaning |\n|---|---|---|---|\n");
+    for key in KEYS {
+        let _ = writeln!(table, "| `{}` | {} | {} | {} |", key.name, key.default.describe(), key.from, key.meaning);
+    }
+    table
+}
 
 /// The most PutLogEvents calls of one flush in flight: each holds up to 1 MiB of body.
 pub const MAX_BATCHES_IN_FLIGHT: usize = 8;
+
+/// The longest `truncation_marker`, in bytes.
+const MAX_TRUNCATION_MARKER: usize = 1024;
+
+/// The longest `extra_user_agent`, in bytes.
+const MAX_EXTRA_USER_AGENT: usize = 64;
+
+/// What an SDK `AppName` (`cloudwatch_rs-<extra_user_agent>`) may hold besides ASCII letters and
+/// digits: the token characters of HTTP (RFC 7230), as the SDK's `AppName::new` (aws-types) checks.
+const APP_NAME_SYMBOLS: &str = "!#$%&'*+-.^_`|~";
+
+/// `new_log_group_tags`: at most this many tags, keys of 1 to `MAX_TAG_KEY` characters and values
+/// of at most `MAX_TAG_VALUE`, as CloudWatch's TagLogGroup allows.
+const MAX_TAGS: usize = 50;
+const MAX_TAG_KEY: usize = 128;
+const MAX_TAG_VALUE: usize = 256;
+
+/// The range of a duration key, written as its message says it, and the rest of that message.
+struct Span {
+    min: &'static str,
+    max: &'static str,
+    tail: &'static str,
+}
+
+const ROLE_SESSION_DURATION_SPAN: Span = Span { min: "15m", max: "12h", tail: ", e.g. 1h, 3600, 45m" };
+const FLUSH_TIMEOUT_SPAN: Span = Span { min: "1s", max: "600s", tail: ", e.g. 30s, 1500ms, 2m" };
+const STATS_INTERVAL_SPAN: Span = Span { min: "1s", max: "24h", tail: " (e.g. 60s, 5m), or off" };
+
+impl Span {
+    /// `v` as a duration within the span.
+    fn allows(&self, v: &str) -> Option<Duration> {
+        let d = parse_duration(v)?;
+        (parse_duration(self.min)?..=parse_duration(self.max)?).contains(&d).then_some(d)
+    }
+
+    fn allowed(&self) -> String {
+        format!("a duration from {} to {}{}", self.min, self.max, self.tail)
+    }
+}
 
 /// The settings of one `[OUTPUT]` instance.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -96,7 +400,7 @@ pub struct Config {
     pub flush_timeout: Duration,
     /// PutLogEvents calls of one flush in flight at once.
     pub batches_in_flight: usize,
-    pub log_level: Option<Level>,
+    pub log_level: Option<LogLevel>,
     pub stats_interval: Option<Duration>,
     /// Lines Init logs as warnings (keys accepted but not acted on).
     pub warnings: Vec<String>,
@@ -123,6 +427,29 @@ pub enum StartupCheck {
     Strict,
 }
 
+/// A log level (`plugin_log_level`, `FLB_LOG_LEVEL`), the most severe first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum LogLevel {
+    Error = 1,
+    Warn = 2,
+    Info = 3,
+    Debug = 4,
+    Trace = 5,
+}
+
+impl LogLevel {
+    pub fn parse(s: &str) -> Option<LogLevel> {
+        Some(match s.trim().to_ascii_lowercase().as_str() {
+            "error" => LogLevel::Error,
+            "warn" | "warning" => LogLevel::Warn,
+            "info" => LogLevel::Info,
+            "debug" => LogLevel::Debug,
+            "trace" => LogLevel::Trace,
+            _ => return None,
+        })
+    }
+}
+
 /// A key whose value cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigError {
@@ -142,12 +469,53 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
-fn bad(key: &'static str, value: &str, allowed: impl Into<String>) -> ConfigError {
-    ConfigError { key, value: Some(value.to_owned()), allowed: allowed.into() }
+fn bad(key: &Key, value: &str, allowed: impl Into<String>) -> ConfigError {
+    ConfigError { key: key.name, value: Some(value.to_owned()), allowed: allowed.into() }
 }
 
-fn missing(key: &'static str, allowed: &str) -> ConfigError {
-    ConfigError { key, value: None, allowed: allowed.into() }
+fn missing(key: &Key, allowed: &str) -> ConfigError {
+    ConfigError { key: key.name, value: None, allowed: allowed.into() }
+}
+
+/// A key with a literal default: its value, else that default (as if it were set to it).
+fn value(get: &impl Fn(&str) -> Option<String>, key: &Key) -> String {
+    debug_assert!(key.default.value().is_some(), "'{}' has no literal default: read it with given()", key.name);
+    get(key.name).unwrap_or_else(|| key.default.value().unwrap_or_default().to_owned())
+}
+
+/// A key without a literal default: its value, if set.
+fn given(get: &impl Fn(&str) -> Option<String>, key: &Key) -> Option<String> {
+    debug_assert!(key.default.value().is_none(), "'{}' has a literal default: read it with value()", key.name);
+    get(key.name)
+}
+
+/// Fluent Bit's own boolean words.
+fn flag(get: &impl Fn(&str) -> Option<String>, key: &Key) -> Result<bool, ConfigError> {
+    let v = value(get, key);
+    match v.to_ascii_lowercase().as_str() {
+        "on" | "true" | "yes" | "1" => Ok(true),
+        "off" | "false" | "no" | "0" => Ok(false),
+        _ => Err(bad(key, &v, "on/off, true/false, yes/no or 1/0")),
+    }
+}
+
+/// A duration key within its span.
+fn duration(get: &impl Fn(&str) -> Option<String>, key: &Key, span: &Span) -> Result<Duration, ConfigError> {
+    let v = value(get, key);
+    span.allows(&v).ok_or_else(|| bad(key, &v, span.allowed()))
+}
+
+/// One of a few words (any case): the value the word stands for.
+fn choice<T: Clone>(get: &impl Fn(&str) -> Option<String>, key: &Key, words: &[(&str, T)]) -> Result<T, ConfigError> {
+    let v = value(get, key).to_ascii_lowercase();
+    match words.iter().find(|(word, _)| *word == v) {
+        Some((_, chosen)) => Ok(chosen.clone()),
+        None => {
+            let names: Vec<&str> = words.iter().map(|(word, _)| *word).collect();
+            let (last, rest) = names.split_last().unwrap_or((&"", &[]));
+            Err(bad(key, &v, format!("{} or {last}", rest.join(", "))))
+        }
+    }
 }
 
 impl Config {
@@ -157,34 +525,30 @@ impl Config {
         get: impl Fn(&str) -> Option<String>,
         env: impl Fn(&str) -> Option<String>,
     ) -> Result<Config, ConfigError> {
-        let region = match get("region") {
+        let region = match given(&get, &REGION) {
             Some(r) => check_region(&r)?,
             None => match env("AWS_REGION").or_else(|| env("AWS_DEFAULT_REGION")).filter(|r| !r.is_empty()) {
                 Some(r) => check_region(&r)?,
-                None => return Err(missing("region", "an AWS region such as us-east-1 (or set AWS_REGION)")),
+                None => return Err(missing(&REGION, "an AWS region such as us-east-1 (or set AWS_REGION)")),
             },
         };
         let group = group_rule(&get)?;
         let stream = stream_rule(&get)?;
-        let role_arn = get("role_arn").map(|v| check_role_arn(&v).map(|_| v)).transpose()?;
-        let external_id = get("external_id")
-            .map(|v| check_sts_text(&v, 2, 1224, "+=,.@:/-_").map_err(|a| bad("external_id", &v, a)).map(|_| v))
+        let role_arn = given(&get, &ROLE_ARN).map(|v| check_role_arn(&v).map(|_| v)).transpose()?;
+        let external_id = given(&get, &EXTERNAL_ID)
+            .map(|v| check_sts_text(&v, 2, 1224, "+=,.@:/-_").map_err(|a| bad(&EXTERNAL_ID, &v, a)).map(|_| v))
             .transpose()?;
-        let role_session_name = match get("role_session_name") {
-            Some(v) => {
-                check_sts_text(&v, 2, 64, "+=,.@-_").map_err(|a| bad("role_session_name", &v, a))?;
-                v
-            }
-            None => "cloudwatch_rs".to_owned(),
-        };
+        let role_session_name = value(&get, &ROLE_SESSION_NAME);
+        check_sts_text(&role_session_name, 2, 64, "+=,.@-_")
+            .map_err(|a| bad(&ROLE_SESSION_NAME, &role_session_name, a))?;
         let metrics = metric_format(&get)?;
-        let log_format = match get("log_format") {
+        let log_format = match given(&get, &LOG_FORMAT) {
             Some(v) if v.len() <= 64 && v.bytes().all(|b| b.is_ascii_graphic()) => Some(v),
-            Some(v) => return Err(bad("log_format", &v, "a format name such as json/emf (printable, no spaces)")),
+            Some(v) => return Err(bad(&LOG_FORMAT, &v, "a format name such as json/emf (printable, no spaces)")),
             None => metrics.as_ref().map(|_| "json/emf".to_owned()),
         };
         let mut warnings = Vec::new();
-        if flag(&get, "add_entity", false)? {
+        if flag(&get, &ADD_ENTITY)? {
             warnings.push(
                 "add_entity is on, but cloudwatch_rs does not send the Application Signals entity: events are sent without it"
                     .to_owned(),
@@ -194,99 +558,75 @@ impl Config {
             region,
             group,
             stream,
-            auto_create_group: flag(&get, "auto_create_group", false)?,
+            auto_create_group: flag(&get, &AUTO_CREATE_GROUP)?,
             new_group: new_group(&get)?,
-            auto_create_stream: flag(&get, "auto_create_stream", true)?,
+            auto_create_stream: flag(&get, &AUTO_CREATE_STREAM)?,
             role_arn,
             external_id,
             role_session_name,
-            role_session_duration: match get("role_session_duration") {
-                Some(v) => parse_duration(&v)
-                    .filter(|d| (Duration::from_secs(900)..=Duration::from_secs(43_200)).contains(d))
-                    .ok_or_else(|| {
-                        bad("role_session_duration", &v, "a duration from 15m to 12h, e.g. 1h, 3600, 45m")
-                    })?,
-                None => Duration::from_secs(3600),
-            },
-            profile: get("profile"),
-            credentials_endpoint: get("credentials_endpoint")
-                .map(|v| match crate::aws::metadata::split_http_url(&v) {
+            role_session_duration: duration(&get, &ROLE_SESSION_DURATION, &ROLE_SESSION_DURATION_SPAN)?,
+            profile: given(&get, &PROFILE),
+            credentials_endpoint: given(&get, &CREDENTIALS_ENDPOINT)
+                .map(|v| match split_http_url(&v) {
                     Some(_) => Ok(v),
-                    None => Err(bad("credentials_endpoint", &v, "an http:// URL such as http://169.254.170.2/creds")),
+                    None => Err(bad(&CREDENTIALS_ENDPOINT, &v, "an http:// URL such as http://169.254.170.2/creds")),
                 })
                 .transpose()?,
-            startup_check: match get("startup_check").map(|v| v.to_ascii_lowercase()) {
-                None => StartupCheck::Warn,
-                Some(v) => match v.as_str() {
-                    "off" => StartupCheck::Off,
-                    "warn" => StartupCheck::Warn,
-                    "strict" => StartupCheck::Strict,
-                    _ => return Err(bad("startup_check", &v, "off, warn or strict")),
-                },
-            },
-            sts_endpoint: get("sts_endpoint").map(|v| check_url("sts_endpoint", &v)).transpose()?,
-            endpoint: get("endpoint").map(|v| check_url("endpoint", &v)).transpose()?,
+            startup_check: choice(
+                &get,
+                &STARTUP_CHECK,
+                &[("off", StartupCheck::Off), ("warn", StartupCheck::Warn), ("strict", StartupCheck::Strict)],
+            )?,
+            sts_endpoint: given(&get, &STS_ENDPOINT).map(|v| check_url(&STS_ENDPOINT, &v)).transpose()?,
+            endpoint: given(&get, &ENDPOINT).map(|v| check_url(&ENDPOINT, &v)).transpose()?,
             message: MessageFormat {
-                log_key: get("log_key")
+                log_key: given(&get, &LOG_KEY)
                     .map(|v| match v.strip_prefix('$') {
-                        Some(_) => RecordPath::parse_accessor(&v).map_err(|a| bad("log_key", &v, a)),
+                        Some(_) => RecordPath::parse_accessor(&v).map_err(|a| bad(&LOG_KEY, &v, a)),
                         None => Ok(RecordPath::key(&v)),
                     })
                     .transpose()?,
-                missing_key: match get("log_key_missing").map(|v| v.to_ascii_lowercase()) {
-                    None => MissingKey::Drop,
-                    Some(v) => match v.as_str() {
-                        "drop" => MissingKey::Drop,
-                        "record" => MissingKey::SendRecord,
-                        _ => return Err(bad("log_key_missing", &v, "drop or record")),
-                    },
-                },
-                truncation_marker: match get("truncation_marker") {
-                    Some(m) if m.eq_ignore_ascii_case("off") => String::new(),
-                    Some(m) if m.len() > 1024 => {
-                        return Err(bad("truncation_marker", &m, "at most 1024 bytes, or off"))
+                missing_key: choice(
+                    &get,
+                    &LOG_KEY_MISSING,
+                    &[("drop", MissingKey::Drop), ("record", MissingKey::SendRecord)],
+                )?,
+                truncation_marker: match value(&get, &TRUNCATION_MARKER) {
+                    m if m.eq_ignore_ascii_case("off") => String::new(),
+                    m if m.len() > MAX_TRUNCATION_MARKER => {
+                        return Err(bad(
+                            &TRUNCATION_MARKER,
+                            &m,
+                            format!("at most {MAX_TRUNCATION_MARKER} bytes, or off"),
+                        ))
                     }
-                    Some(m) => m,
-                    None => "[Truncated...]".to_owned(),
+                    m => m,
                 },
                 metrics,
             },
             log_format,
-            extra_user_agent: get("extra_user_agent")
-                .map(|v| match AppName::new(format!("cloudwatch_rs-{v}")) {
-                    Ok(_) if v.len() <= 64 => Ok(v),
-                    _ => Err(bad("extra_user_agent", &v, "up to 64 of A-Z a-z 0-9 and !#$%&'*+-.^_`|~")),
-                })
-                .transpose()?,
-            auto_retry_requests: flag(&get, "auto_retry_requests", true)?,
-            ca_bundle: get("ca_bundle").or_else(|| env("AWS_CA_BUNDLE").filter(|v| !v.is_empty())),
-            flush_timeout: match get("flush_timeout") {
-                Some(v) => parse_duration(&v)
-                    .filter(|d| (Duration::from_secs(1)..=Duration::from_secs(600)).contains(d))
-                    .ok_or_else(|| bad("flush_timeout", &v, "a duration from 1s to 600s, e.g. 30s, 1500ms, 2m"))?,
-                None => Duration::from_secs(30),
+            extra_user_agent: given(&get, &EXTRA_USER_AGENT).map(check_extra_user_agent).transpose()?,
+            auto_retry_requests: flag(&get, &AUTO_RETRY_REQUESTS)?,
+            ca_bundle: given(&get, &CA_BUNDLE).or_else(|| env("AWS_CA_BUNDLE").filter(|v| !v.is_empty())),
+            flush_timeout: duration(&get, &FLUSH_TIMEOUT, &FLUSH_TIMEOUT_SPAN)?,
+            batches_in_flight: {
+                let v = value(&get, &BATCHES_IN_FLIGHT);
+                v.trim().parse().ok().filter(|n| (1..=MAX_BATCHES_IN_FLIGHT).contains(n)).ok_or_else(|| {
+                    bad(&BATCHES_IN_FLIGHT, &v, format!("a whole number from 1 to {MAX_BATCHES_IN_FLIGHT}"))
+                })?
             },
-            batches_in_flight: match get("batches_in_flight") {
-                Some(v) => {
-                    v.trim().parse().ok().filter(|n| (1..=MAX_BATCHES_IN_FLIGHT).contains(n)).ok_or_else(|| {
-                        bad("batches_in_flight", &v, format!("a whole number from 1 to {MAX_BATCHES_IN_FLIGHT}"))
-                    })?
-                }
-                None => 1,
-            },
-            log_level: get("plugin_log_level")
+            log_level: given(&get, &PLUGIN_LOG_LEVEL)
                 .map(|v| {
-                    Level::parse(&v).ok_or_else(|| bad("plugin_log_level", &v, "error, warn, info, debug or trace"))
+                    LogLevel::parse(&v).ok_or_else(|| bad(&PLUGIN_LOG_LEVEL, &v, "error, warn, info, debug or trace"))
                 })
                 .transpose()?,
-            stats_interval: match get("stats_interval") {
-                Some(v) if v.eq_ignore_ascii_case("off") => None,
-                Some(v) => Some(
-                    parse_duration(&v)
-                        .filter(|d| (Duration::from_secs(1)..=Duration::from_secs(86_400)).contains(d))
-                        .ok_or_else(|| bad("stats_interval", &v, "a duration from 1s to 24h (e.g. 60s, 5m), or off"))?,
+            stats_interval: match value(&get, &STATS_INTERVAL) {
+                v if v.eq_ignore_ascii_case("off") => None,
+                v => Some(
+                    STATS_INTERVAL_SPAN
+                        .allows(&v)
+                        .ok_or_else(|| bad(&STATS_INTERVAL, &v, STATS_INTERVAL_SPAN.allowed()))?,
                 ),
-                None => Some(Duration::from_secs(60)),
             },
             warnings,
         })
@@ -300,42 +640,32 @@ impl Config {
 
 /// `log_group_template` over `log_group_name` over `default_log_group_name`.
 fn group_rule(get: &impl Fn(&str) -> Option<String>) -> Result<NameRule, ConfigError> {
-    let default = match get("default_log_group_name") {
-        Some(v) => {
-            check_group_name(&v).map_err(|a| bad("default_log_group_name", &v, a))?;
-            v
-        }
-        None => "fluentbit-default".to_owned(),
-    };
-    let template = get("log_group_template").map(|t| parse_template("log_group_template", &t, NameKind::Group));
-    let base = get("log_group_name").map(|v| configured("log_group_name", &v, NameKind::Group)).transpose()?;
+    let default = value(get, &DEFAULT_LOG_GROUP_NAME);
+    check_group_name(&default).map_err(|a| bad(&DEFAULT_LOG_GROUP_NAME, &default, a))?;
+    let template = given(get, &LOG_GROUP_TEMPLATE).map(|t| parse_template(&LOG_GROUP_TEMPLATE, &t, NameKind::Group));
+    let base = given(get, &LOG_GROUP_NAME).map(|v| configured(&LOG_GROUP_NAME, &v, NameKind::Group)).transpose()?;
     name_rule(template.transpose()?, base, default)
-        .ok_or_else(|| missing("log_group_name", "a log group name (or set log_group_template)"))
+        .ok_or_else(|| missing(&LOG_GROUP_NAME, "a log group name (or set log_group_template)"))
 }
 
 /// `log_stream_template` over `log_stream_name` / `log_stream_prefix` over `default_log_stream_name`.
 fn stream_rule(get: &impl Fn(&str) -> Option<String>) -> Result<NameRule, ConfigError> {
-    let default = match get("default_log_stream_name") {
-        Some(v) => {
-            check_stream_name(&v).map_err(|a| bad("default_log_stream_name", &v, a))?;
-            v
-        }
-        None => "/fluentbit-default".to_owned(),
-    };
-    let template = get("log_stream_template").map(|t| parse_template("log_stream_template", &t, NameKind::Stream));
-    let base = match (get("log_stream_name"), get("log_stream_prefix")) {
-        (Some(name), None) => Some(configured("log_stream_name", &name, NameKind::Stream)?),
+    let default = value(get, &DEFAULT_LOG_STREAM_NAME);
+    check_stream_name(&default).map_err(|a| bad(&DEFAULT_LOG_STREAM_NAME, &default, a))?;
+    let template = given(get, &LOG_STREAM_TEMPLATE).map(|t| parse_template(&LOG_STREAM_TEMPLATE, &t, NameKind::Stream));
+    let base = match (given(get, &LOG_STREAM_NAME), given(get, &LOG_STREAM_PREFIX)) {
+        (Some(name), None) => Some(configured(&LOG_STREAM_NAME, &name, NameKind::Stream)?),
         (None, Some(prefix)) => {
-            check_stream_name(&prefix).map_err(|a| bad("log_stream_prefix", &prefix, a))?;
+            check_stream_name(&prefix).map_err(|a| bad(&LOG_STREAM_PREFIX, &prefix, a))?;
             Some(Configured::Static(NameRule::TagPrefix(prefix)))
         }
         (Some(_), Some(prefix)) => {
-            return Err(bad("log_stream_prefix", &prefix, "unset when log_stream_name is set (set exactly one)"))
+            return Err(bad(&LOG_STREAM_PREFIX, &prefix, "unset when log_stream_name is set (set exactly one)"))
         }
         (None, None) => None,
     };
     name_rule(template.transpose()?, base, default).ok_or_else(|| {
-        missing("log_stream_name", "a stream name, or set log_stream_prefix (exactly one), or log_stream_template")
+        missing(&LOG_STREAM_NAME, "a stream name, or set log_stream_prefix (exactly one), or log_stream_template")
     })
 }
 
@@ -357,12 +687,12 @@ fn name_rule(template: Option<Template>, base: Option<Configured>, default: Stri
     Some(NameRule::Template { template, fallback: Box::new(fallback) })
 }
 
-fn parse_template(key: &'static str, text: &str, kind: NameKind) -> Result<Template, ConfigError> {
+fn parse_template(key: &Key, text: &str, kind: NameKind) -> Result<Template, ConfigError> {
     Template::parse(text, kind).map_err(|why| bad(key, text, why))
 }
 
 /// A name with a `$` is a template (the Go plugin's `$(...)` or record-accessor variables).
-fn configured(key: &'static str, v: &str, kind: NameKind) -> Result<Configured, ConfigError> {
+fn configured(key: &Key, v: &str, kind: NameKind) -> Result<Configured, ConfigError> {
     if v.contains('$') {
         let template = parse_template(key, v, kind)?;
         if !template.is_static() {
@@ -375,35 +705,35 @@ fn configured(key: &'static str, v: &str, kind: NameKind) -> Result<Configured, 
 }
 
 fn new_group(get: &impl Fn(&str) -> Option<String>) -> Result<NewGroup, ConfigError> {
-    let retention_days = match get("log_retention_days") {
-        None => None,
-        Some(v) => match v.trim().parse::<i32>() {
-            Ok(0) => None,
-            Ok(d) if RETENTION_DAYS.contains(&d) => Some(d),
-            _ => {
-                let list: Vec<String> = RETENTION_DAYS.iter().map(i32::to_string).collect();
-                return Err(bad("log_retention_days", &v, format!("0 (never expire) or one of {}", list.join(", "))));
-            }
-        },
+    let days = value(get, &LOG_RETENTION_DAYS);
+    let retention_days = match days.trim().parse::<i32>() {
+        Ok(0) => None,
+        Ok(d) if RETENTION_DAYS.contains(&d) => Some(d),
+        _ => {
+            let list: Vec<String> = RETENTION_DAYS.iter().map(i32::to_string).collect();
+            return Err(bad(&LOG_RETENTION_DAYS, &days, format!("0 (never expire) or one of {}", list.join(", "))));
+        }
     };
-    let tags = match get("new_log_group_tags") {
+    let tags = match given(get, &NEW_LOG_GROUP_TAGS) {
         None => Vec::new(),
         Some(v) => parse_tags(&v).ok_or_else(|| {
             bad(
-                "new_log_group_tags",
+                &NEW_LOG_GROUP_TAGS,
                 &v,
-                "k=v,k2=v2: at most 50 tags, keys 1-128 and values 0-256 characters, keys not starting aws:",
+                format!(
+                    "k=v,k2=v2: at most {MAX_TAGS} tags, keys 1-{MAX_TAG_KEY} and values 0-{MAX_TAG_VALUE} characters, keys not starting aws:"
+                ),
             )
         })?,
     };
-    let class = match get("log_group_class") {
+    let class = match given(get, &LOG_GROUP_CLASS) {
         None => None,
         Some(v) => match v.to_ascii_uppercase().as_str() {
             c @ ("STANDARD" | "INFREQUENT_ACCESS") => Some(c.to_owned()),
-            _ => return Err(bad("log_group_class", &v, "STANDARD or INFREQUENT_ACCESS")),
+            _ => return Err(bad(&LOG_GROUP_CLASS, &v, "STANDARD or INFREQUENT_ACCESS")),
         },
     };
-    let kms_key_id = match get("kms_key_id") {
+    let kms_key_id = match given(get, &KMS_KEY_ID) {
         None => None,
         Some(v) => {
             let parts: Vec<&str> = v.splitn(6, ':').collect();
@@ -412,7 +742,7 @@ fn new_group(get: &impl Fn(&str) -> Option<String>) -> Result<NewGroup, ConfigEr
                     && account.len() == 12 && account.bytes().all(|b| b.is_ascii_digit())
                     && resource.strip_prefix("key/").is_some_and(|id| !id.is_empty()));
             if !ok {
-                return Err(bad("kms_key_id", &v, "a KMS key ARN like arn:aws:kms:us-east-1:222222222222:key/<id>"));
+                return Err(bad(&KMS_KEY_ID, &v, "a KMS key ARN like arn:aws:kms:us-east-1:222222222222:key/<id>"));
             }
             Some(v)
         }
@@ -427,42 +757,44 @@ fn parse_tags(v: &str) -> Option<Vec<(String, String)>> {
     for pair in v.split(',') {
         let (k, val) = pair.split_once('=')?;
         let (k, val) = (k.trim(), val.trim());
-        let key_ok = (1..=128).contains(&k.chars().count()) && allowed(k) && !k.starts_with("aws:");
-        if !key_ok || val.chars().count() > 256 || !allowed(val) || tags.iter().any(|(t, _)| t == k) {
+        let key_ok = (1..=MAX_TAG_KEY).contains(&k.chars().count()) && allowed(k) && !k.starts_with("aws:");
+        if !key_ok || val.chars().count() > MAX_TAG_VALUE || !allowed(val) || tags.iter().any(|(t, _)| t == k) {
             return None;
         }
         tags.push((k.to_owned(), val.to_owned()));
     }
-    (tags.len() <= 50).then_some(tags)
+    (tags.len() <= MAX_TAGS).then_some(tags)
 }
 
 fn metric_format(get: &impl Fn(&str) -> Option<String>) -> Result<Option<MetricFormat>, ConfigError> {
-    let dimensions = match get("metric_dimensions") {
-        Some(v) => parse_dimensions(&v).map_err(|a| bad("metric_dimensions", &v, a))?,
+    let dimensions = match given(get, &METRIC_DIMENSIONS) {
+        Some(v) => parse_dimensions(&v).map_err(|a| bad(&METRIC_DIMENSIONS, &v, a))?,
         None => Vec::new(),
     };
-    match get("metric_namespace") {
+    match given(get, &METRIC_NAMESPACE) {
         Some(ns) => {
-            check_namespace(&ns).map_err(|a| bad("metric_namespace", &ns, a))?;
+            check_namespace(&ns).map_err(|a| bad(&METRIC_NAMESPACE, &ns, a))?;
             Ok(Some(MetricFormat { namespace: ns, dimensions }))
         }
         None if !dimensions.is_empty() => {
-            Err(missing("metric_namespace", "a namespace, since metric_dimensions is set"))
+            Err(missing(&METRIC_NAMESPACE, "a namespace, since metric_dimensions is set"))
         }
         None => Ok(None),
     }
 }
 
-/// Fluent Bit's own boolean words.
-fn flag(get: &impl Fn(&str) -> Option<String>, key: &'static str, default: bool) -> Result<bool, ConfigError> {
-    let Some(v) = get(key) else {
-        return Ok(default);
-    };
-    match v.to_ascii_lowercase().as_str() {
-        "on" | "true" | "yes" | "1" => Ok(true),
-        "off" | "false" | "no" | "0" => Ok(false),
-        _ => Err(bad(key, &v, "on/off, true/false, yes/no or 1/0")),
+/// `extra_user_agent`, as the SDK will take it in the `AppName` `cloudwatch_rs-<value>`.
+fn check_extra_user_agent(v: String) -> Result<String, ConfigError> {
+    if app_name_suffix_ok(&v) {
+        return Ok(v);
     }
+    Err(bad(&EXTRA_USER_AGENT, &v, format!("up to {MAX_EXTRA_USER_AGENT} of A-Z a-z 0-9 and {APP_NAME_SYMBOLS}")))
+}
+
+/// What the SDK's `AppName::new` accepts after `cloudwatch_rs-` (non-empty already):
+/// ASCII letters, digits and `APP_NAME_SYMBOLS`; and at most `MAX_EXTRA_USER_AGENT` bytes.
+fn app_name_suffix_ok(v: &str) -> bool {
+    v.len() <= MAX_EXTRA_USER_AGENT && v.chars().all(|c| c.is_ascii_alphanumeric() || APP_NAME_SYMBOLS.contains(c))
 }
 
 fn check_region(r: &str) -> Result<String, ConfigError> {
@@ -474,7 +806,7 @@ fn check_region(r: &str) -> Result<String, ConfigError> {
     if ok {
         Ok(r.to_owned())
     } else {
-        Err(bad("region", r, "an AWS region such as us-east-1"))
+        Err(bad(&REGION, r, "an AWS region such as us-east-1"))
     }
 }
 
@@ -491,7 +823,7 @@ fn check_role_arn(v: &str) -> Result<(), ConfigError> {
     if ok {
         Ok(())
     } else {
-        Err(bad("role_arn", v, allowed))
+        Err(bad(&ROLE_ARN, v, allowed))
     }
 }
 
@@ -505,7 +837,7 @@ fn check_sts_text(v: &str, min: usize, max: usize, extra: &str) -> Result<(), St
 }
 
 /// A full endpoint URL: `http(s)://host[:port][/path]`.
-fn check_url(key: &'static str, v: &str) -> Result<String, ConfigError> {
+fn check_url(key: &Key, v: &str) -> Result<String, ConfigError> {
     let allowed = "a full URL such as https://logs.us-east-1.amazonaws.com or http://127.0.0.1:4566";
     let rest = v.strip_prefix("https://").or_else(|| v.strip_prefix("http://")).ok_or_else(|| bad(key, v, allowed))?;
     let authority = rest.split('/').next().unwrap_or_default();
@@ -552,7 +884,7 @@ mod tests {
 
     const BASE: &[(&str, &str)] = &[("region", "us-east-1"), ("log_group_name", "g"), ("log_stream_prefix", "p-")];
 
-    fn with(extra: &[(&'static str, &'static str)]) -> Result<Config, ConfigError> {
+    fn with(extra: &[(&str, &str)]) -> Result<Config, ConfigError> {
         let mut pairs: Vec<(&str, &str)> =
             BASE.iter().copied().filter(|(k, _)| !extra.iter().any(|(e, _)| e == k)).collect();
         pairs.extend(extra.iter().filter(|(_, v)| !v.is_empty()));
@@ -741,16 +1073,126 @@ mod tests {
         }
         assert_eq!(read.borrow().iter().collect::<std::collections::HashSet<_>>().len(), KEYS.len());
     }
+
+    #[test]
+    fn an_unset_key_is_its_documented_default() {
+        let unset = with(&[]).unwrap();
+        let mut literal = 0;
+        for key in KEYS {
+            if let Some(default) = key.default.value() {
+                literal += 1;
+                assert_eq!(
+                    with(&[(key.name, default)]),
+                    Ok(unset.clone()),
+                    "{} set to its default '{default}'",
+                    key.name
+                );
+            }
+        }
+        assert!(literal >= 15, "only {literal} keys have a literal default");
+    }
+
+    #[test]
+    fn extra_user_agent_is_what_the_sdk_takes_as_an_app_name() {
+        // aws-types' AppName::new: ASCII letters and digits and !#$%&'*+-.^_`|~, nothing else
+        for ok in ["firelens", "asdf1234ASDF!#$%&'*+-.^_`|~", "1", "", &"a".repeat(MAX_EXTRA_USER_AGENT)] {
+            assert!(app_name_suffix_ok(ok), "{ok}");
+        }
+        let too_long = "a".repeat(MAX_EXTRA_USER_AGENT + 1);
+        for no in ["foo bar", "🚀", "é", "a/b", "a;b", "(x)", "a\tb", "a,b", "a\"b", "a@b", "a=b", &too_long] {
+            assert!(!app_name_suffix_ok(no), "{no}");
+        }
+    }
+
+    #[test]
+    fn the_meanings_state_the_limits() {
+        let days: Vec<String> = RETENTION_DAYS.iter().map(i32::to_string).collect();
+        let (last, rest) = days.split_last().unwrap();
+        let cases = [
+            (FLUSH_TIMEOUT, format!("`{}`-`{}`", FLUSH_TIMEOUT_SPAN.min, FLUSH_TIMEOUT_SPAN.max)),
+            (
+                ROLE_SESSION_DURATION,
+                format!("`{}`-`{}`", ROLE_SESSION_DURATION_SPAN.min, ROLE_SESSION_DURATION_SPAN.max),
+            ),
+            (BATCHES_IN_FLIGHT, format!("`1`-`{MAX_BATCHES_IN_FLIGHT}`")),
+            (
+                NEW_LOG_GROUP_TAGS,
+                format!("at most {MAX_TAGS}; keys 1-{MAX_TAG_KEY}, values 0-{MAX_TAG_VALUE} characters"),
+            ),
+            (LOG_RETENTION_DAYS, format!("{} or {last}.", rest.join(", "))),
+        ];
+        for (key, limit) in cases {
+            assert!(key.meaning.contains(&limit), "the meaning of {} lacks {limit}", key.name);
+        }
+        for span in [FLUSH_TIMEOUT_SPAN, ROLE_SESSION_DURATION_SPAN, STATS_INTERVAL_SPAN] {
+            assert!(span.allows(span.min).is_some() && span.allows(span.max).is_some(), "{}", span.allowed());
+        }
+    }
+
+    #[test]
+    fn the_messages_are_word_for_word() {
+        let long_marker = "x".repeat(1025);
+        let cases = [
+            ("flush_timeout", "0s", "a duration from 1s to 600s, e.g. 30s, 1500ms, 2m"),
+            ("role_session_duration", "13h", "a duration from 15m to 12h, e.g. 1h, 3600, 45m"),
+            ("stats_interval", "25h", "a duration from 1s to 24h (e.g. 60s, 5m), or off"),
+            ("startup_check", "maybe", "off, warn or strict"),
+            ("log_key_missing", "keep", "drop or record"),
+            ("truncation_marker", &long_marker, "at most 1024 bytes, or off"),
+            ("batches_in_flight", "9", "a whole number from 1 to 8"),
+            (
+                "new_log_group_tags",
+                "a",
+                "k=v,k2=v2: at most 50 tags, keys 1-128 and values 0-256 characters, keys not starting aws:",
+            ),
+            ("auto_create_group", "maybe", "on/off, true/false, yes/no or 1/0"),
+            ("extra_user_agent", "a b", "up to 64 of A-Z a-z 0-9 and !#$%&'*+-.^_`|~"),
+        ];
+        for (key, value, allowed) in cases {
+            let line = with(&[(key, value)]).unwrap_err().to_string();
+            assert_eq!(line, format!("invalid value for '{key}': '{value}'; allowed: {allowed}"));
+        }
+        let line = with(&[("startup_check", "Strict!")]).unwrap_err().to_string();
+        assert_eq!(
+            line, "invalid value for 'startup_check': 'strict!'; allowed: off, warn or strict",
+            "as it was: lowercased"
+        );
+        let line = with(&[("log_stream_prefix", "")]).unwrap_err().to_string();
+        assert_eq!(line, "missing 'log_stream_name'; allowed: a stream name, or set log_stream_prefix (exactly one), or log_stream_template");
+    }
+
+    #[test]
+    fn log_levels() {
+        assert_eq!(LogLevel::parse(" WARNING "), Some(LogLevel::Warn));
+        assert_eq!(LogLevel::parse("trace"), Some(LogLevel::Trace));
+        assert_eq!(LogLevel::parse("loud"), None);
+        assert!(LogLevel::Error < LogLevel::Debug);
+    }
 }
 
 #[cfg(test)]
 mod readme {
+    const BEGIN: &str = "<!-- keys:begin -->\n";
+    const END: &str = "<!-- keys:end -->";
+
+    /// `CWRS_UPDATE_README=1 cargo test --lib readme` writes the table into the README.
     #[test]
-    fn the_readme_table_lists_every_key_as_the_table_says() {
-        let readme = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"));
-        for key in super::KEYS {
-            let row = format!("| `{}` | {} | {} | {} |", key.name, key.default, key.from, key.meaning);
-            assert!(readme.contains(&row), "README lacks the row: {row}");
+    fn the_readme_table_is_the_key_table() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/README.md");
+        let readme = std::fs::read_to_string(path).unwrap();
+        let begin = readme.find(BEGIN).expect("README.md lacks the line <!-- keys:begin -->") + BEGIN.len();
+        let end = begin + readme[begin..].find(END).expect("README.md lacks the line <!-- keys:end -->");
+        let expected = super::markdown_table();
+        if readme[begin..end] == expected {
+            return;
         }
+        if std::env::var_os("CWRS_UPDATE_README").is_some() {
+            std::fs::write(path, format!("{}{expected}{}", &readme[..begin], &readme[end..])).unwrap();
+            return;
+        }
+        panic!(
+            "README.md's key table is not the one src/core/config.rs makes; run\n    \
+             CWRS_UPDATE_README=1 cargo test --lib readme\nto write it there. The table is:\n{expected}"
+        );
     }
 }

@@ -29,3 +29,5 @@ pub mod progress;
 pub mod record_path;
 /// Log group / stream name templates (`$(tag[1])`, `$kubernetes['pod_name']`) and their rendering.
 pub mod template;
+/// `http://` URLs split for one GET (metadata services, `credentials_endpoint`).
+pub mod url;
