@@ -4,9 +4,10 @@
 
 use crate::core::emf::{check_namespace, parse_dimensions, MetricFormat};
 use crate::core::message::{MessageFormat, MissingKey};
-use crate::core::naming::{check_group_name, check_stream_name, NameRule};
+use crate::core::names::{check_group_name, check_stream_name, NameKind};
+use crate::core::naming::NameRule;
 use crate::core::record_path::RecordPath;
-use crate::core::template::{NameKind, Template};
+use crate::core::template::Template;
 use crate::log::Level;
 use aws_config::AppName;
 use std::fmt;

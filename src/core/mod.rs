@@ -21,6 +21,8 @@ pub mod json;
 pub mod message;
 /// Zero-copy msgpack tokens.
 pub mod msgpack;
+/// CloudWatch's log group / stream name rules: length, characters, checks, sanitising.
+pub mod names;
 /// Log group / stream names per record: fixed, tag prefix or template with a fallback.
 pub mod naming;
 /// One chunk → sorted events, batches and counted drops.

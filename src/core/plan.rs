@@ -213,8 +213,9 @@ struct NameScratch {
 mod tests {
     use super::*;
     use crate::core::message::MAX_MESSAGE_BYTES;
+    use crate::core::names::NameKind;
     use crate::core::record_path::RecordPath;
-    use crate::core::template::{NameKind, Template};
+    use crate::core::template::Template;
     use proptest::prelude::*;
 
     static GROUP: NameRule = NameRule::Fixed(String::new());
