@@ -296,24 +296,6 @@ mod tests {
     }
 
     #[test]
-    fn a_chunk_is_known_by_its_plan_to_the_nanosecond() {
-        let id = |nanos: u32, msg: &str| {
-            let mut chunk = vec![0x92, 0x92, 0xd7, 0x00];
-            chunk.extend(100u32.to_be_bytes());
-            chunk.extend(nanos.to_be_bytes());
-            chunk.push(0x80);
-            chunk.extend(rmp_serde::to_vec(&serde_json::json!({ "log": msg })).unwrap());
-            let mut plan = Plan::default();
-            plan.build(&chunk, "t", fixed(), &MessageFormat::default(), &mut Encoder::new());
-            crate::core::progress::ChunkId::of_plan("t", &plan)
-        };
-        assert_eq!(id(5, "a"), id(5, "a"));
-        // same millisecond, same message: still another chunk
-        assert_ne!(id(5, "a"), id(6, "a"));
-        assert_ne!(id(5, "a"), id(5, "b"));
-    }
-
-    #[test]
     fn damage_keeps_what_came_before() {
         let mut chunk = record(1, &serde_json::json!({"a": 1}), true);
         let second = record(2, &serde_json::json!({"a": 2}), true);
