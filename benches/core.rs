@@ -4,9 +4,10 @@
 
 use cloudwatch_rs::core::batch::request_body;
 use cloudwatch_rs::core::message::{Encoder, MessageFormat};
+use cloudwatch_rs::core::names::NameKind;
 use cloudwatch_rs::core::naming::NameRule;
 use cloudwatch_rs::core::plan::{Naming, Plan};
-use cloudwatch_rs::core::template::{NameKind, Template, Vars};
+use cloudwatch_rs::core::template::{Template, Vars};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};

@@ -156,7 +156,7 @@ mod tests {
 /// `{"logGroupName":…,"logStreamName":…,"logEvents":[{"timestamp":…,"message":…},…]}`.
 /// Replaces the SDK's per-event `String`s and its own serialisation (see `delivery`).
 pub fn request_body(group: &str, stream: &str, arena: &[u8], events: &[LogEvent], out: &mut Vec<u8>) {
-    use crate::core::message::{push_escaped_quoted, push_i64};
+    use crate::core::json::{push_escaped_quoted, push_i64};
     out.clear();
     out.reserve(events.iter().map(|e| e.stored as usize + 40).sum::<usize>() + group.len() + stream.len() + 64);
     out.extend_from_slice(b"{\"logGroupName\":");

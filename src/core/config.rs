@@ -7,9 +7,10 @@
 
 use crate::core::emf::{check_namespace, parse_dimensions, MetricFormat};
 use crate::core::message::{MessageFormat, MissingKey};
-use crate::core::naming::{check_group_name, check_stream_name, NameRule};
+use crate::core::names::{check_group_name, check_stream_name, NameKind};
+use crate::core::naming::NameRule;
 use crate::core::record_path::RecordPath;
-use crate::core::template::{NameKind, Template};
+use crate::core::template::Template;
 use crate::core::url::split_http_url;
 use std::fmt::{self, Write as _};
 use std::time::Duration;

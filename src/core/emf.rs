@@ -13,9 +13,9 @@
 //! points at a member CloudWatch would refuse. The limits come from the EMF specification (at most
 //! 100 metrics per directive, 30 keys per dimension set, string dimension targets of at most 1024
 //! characters) and from the CloudWatch API's `Dimension`, `MetricDatum` and `PutMetricData` rules.
-//! Like `message`, this walks the body without recursion and allocates only `out`.
+//! Like `json`, this walks the body without recursion and allocates only `out`.
 
-use crate::core::message::{push_escaped_quoted, push_i64, push_json_string, write_scalar, Encoder};
+use crate::core::json::{push_escaped_quoted, push_i64, push_json_string, write_scalar, Writer};
 use crate::core::msgpack::{MsgpackError, Reader, Token};
 
 /// EMF: a MetricDirective's `Metrics` holds at most 100 definitions.
@@ -96,7 +96,7 @@ pub fn check_namespace(s: &str) -> Result<(), String> {
 /// also occur with a non-number are left out (they stay plain members). The document is not cut to
 /// any size limit: a cut one would not be JSON, so the caller decides what to do with a large one.
 pub fn encode_emf(
-    encoder: &mut Encoder,
+    json: &mut Writer,
     body: &[u8],
     timestamp_ms: i64,
     format: &MetricFormat,
@@ -145,7 +145,7 @@ pub fn encode_emf(
 
     let start = out.len();
     let metrics = names[..count].iter().zip(live).filter_map(|(name, live)| live.then_some(*name));
-    match write_document(encoder, &top, metrics, timestamp_ms, format, out) {
+    match write_document(json, &top, metrics, timestamp_ms, format, out) {
         Ok(()) => Ok(true),
         Err(e) => {
             out.truncate(start);
@@ -161,7 +161,7 @@ struct TopLevel<'a> {
 }
 
 fn write_document<'a>(
-    encoder: &mut Encoder,
+    json: &mut Writer,
     top: &TopLevel<'a>,
     metrics: impl Iterator<Item = &'a [u8]>,
     timestamp_ms: i64,
@@ -218,7 +218,7 @@ fn write_document<'a>(
         out.push(b',');
         write_key(key, out);
         out.push(b':');
-        encoder.write_json(&mut reader, out)?;
+        json.write(&mut reader, out)?;
     }
     out.push(b'}');
     Ok(())
@@ -317,7 +317,7 @@ fn valid_dimension_name(name: &str) -> bool {
         && name.as_bytes() != AWS_KEY
 }
 
-/// A key as `message` writes it: strings as strings, scalars quoted, containers by kind.
+/// A key as `json` writes it: strings as strings, scalars quoted, containers by kind.
 fn write_key(key: Token<'_>, out: &mut Vec<u8>) {
     match key {
         Token::Str(s) => push_json_string(s, out),
@@ -351,7 +351,7 @@ mod tests {
     /// The document as JSON, or `None` for `Ok(false)` (after checking `out` was left alone).
     fn emf(body: &[u8], format: &MetricFormat) -> Option<Value> {
         let mut out = b"keep".to_vec();
-        let written = encode_emf(&mut Encoder::new(), body, 1_700_000_000_123, format, &mut out).unwrap();
+        let written = encode_emf(&mut Writer::new(), body, 1_700_000_000_123, format, &mut out).unwrap();
         if !written {
             assert_eq!(out, b"keep");
             return None;
@@ -407,7 +407,7 @@ mod tests {
     fn cpu_record_becomes_an_emf_document() {
         let body = msgpack(&json!({"cpu_p": 1.5, "user_p": 1, "system_p": 0.5, "host": "h1"}));
         let mut out = Vec::new();
-        assert_eq!(encode_emf(&mut Encoder::new(), &body, 1_700_000_000_123, &format("host"), &mut out), Ok(true));
+        assert_eq!(encode_emf(&mut Writer::new(), &body, 1_700_000_000_123, &format("host"), &mut out), Ok(true));
         assert_eq!(
             String::from_utf8(out).unwrap(),
             concat!(
@@ -531,7 +531,7 @@ mod tests {
         // {"v": 1, 7: 2, bin("b"): 3, [1]: 4}
         let body = [0x84, 0xa1, b'v', 0x01, 0x07, 0x02, 0xc4, 0x01, b'b', 0x03, 0x91, 0x01, 0x04];
         let mut out = Vec::new();
-        assert_eq!(encode_emf(&mut Encoder::new(), &body, 0, &format(""), &mut out), Ok(true));
+        assert_eq!(encode_emf(&mut Writer::new(), &body, 0, &format(""), &mut out), Ok(true));
         let text = String::from_utf8(out).unwrap();
         // a binary key that is text may be a metric: it is written as the same string
         assert!(text.contains(r#""Metrics":[{"Name":"v"},{"Name":"b"}]"#), "{text}");
@@ -543,11 +543,11 @@ mod tests {
         let mut out = b"keep".to_vec();
         // {"v": 1, "s": <cut short>}
         let body = [0x82, 0xa1, b'v', 0x01, 0xa1, b's', 0xa5, b'x'];
-        assert_eq!(encode_emf(&mut Encoder::new(), &body, 0, &format(""), &mut out), Err(MsgpackError::Truncated));
+        assert_eq!(encode_emf(&mut Writer::new(), &body, 0, &format(""), &mut out), Err(MsgpackError::Truncated));
         assert_eq!(out, b"keep");
         // a map claiming more entries than it has
         assert!(encode_emf(
-            &mut Encoder::new(),
+            &mut Writer::new(),
             &[0xdf, 0xff, 0xff, 0xff, 0xff, 0xa1, b'v', 0x01],
             0,
             &format(""),
@@ -635,7 +635,7 @@ mod tests {
             }
             let format = MetricFormat { namespace: "ns".into(), dimensions: dims.clone() };
             let mut out = b"keep".to_vec();
-            let written = encode_emf(&mut Encoder::new(), &body, 42, &format, &mut out).unwrap();
+            let written = encode_emf(&mut Writer::new(), &body, 42, &format, &mut out).unwrap();
             prop_assert_eq!(&out[..4], b"keep");
             if !written {
                 prop_assert_eq!(out.len(), 4);

@@ -15,10 +15,14 @@ pub mod chunk;
 pub mod config;
 /// A metrics record → an Embedded Metric Format document (`metric_namespace`, `metric_dimensions`).
 pub mod emf;
+/// msgpack → compact JSON, as is or already escaped for the request body; escaping, numbers.
+pub mod json;
 /// A record body → the message bytes (JSON or `log_key`), size limit.
 pub mod message;
 /// Zero-copy msgpack tokens.
 pub mod msgpack;
+/// CloudWatch's log group / stream name rules: length, characters, checks, sanitising.
+pub mod names;
 /// Log group / stream names per record: fixed, tag prefix or template with a fallback.
 pub mod naming;
 /// One chunk → sorted events, batches and counted drops.

@@ -1,10 +1,8 @@
-//! Log group and stream names: validation of the configured ones, and the rule (fixed, tag
-//! prefix or template with a fallback) that names each record's group and stream.
+//! Log group and stream names: the rule (fixed, tag prefix or template with a fallback) that
+//! names each record's group and stream. What CloudWatch allows in a name is `names`'.
 
+use crate::core::names::{cut_to, NameKind, MAX_NAME_BYTES};
 use crate::core::template::{Template, Unresolved, Vars};
-
-/// CloudWatch's limit for group and stream names.
-pub const MAX_NAME_BYTES: usize = 512;
 
 /// How the log group or the log stream of a record is named.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -12,7 +10,7 @@ pub enum NameRule {
     /// Always this name (`log_group_name`, `log_stream_name`).
     Fixed(String),
     /// Prefix + the chunk's tag (`log_stream_prefix`): `:` and `*`, which CloudWatch forbids,
-    /// become `.`.
+    /// become `.` (the stream rule, whatever the name).
     TagPrefix(String),
     /// Rendered per chunk or per record; `fallback` (never a template) when a variable cannot
     /// be resolved.
@@ -45,7 +43,7 @@ impl NameRule {
             NameRule::Fixed(name) => out.push_str(name),
             NameRule::TagPrefix(prefix) => {
                 out.push_str(prefix);
-                out.extend(tag.chars().map(|c| if c == ':' || c == '*' { '.' } else { c }));
+                out.extend(tag.chars().map(|c| NameKind::Stream.sanitise(c)));
                 cut_to(out, MAX_NAME_BYTES);
             }
             NameRule::Template { fallback, .. } => fallback.write_static(tag, out),
@@ -74,45 +72,9 @@ pub struct StreamKey {
     pub stream: String,
 }
 
-fn cut_to(name: &mut String, max: usize) {
-    if name.len() > max {
-        let mut cut = max;
-        while !name.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        name.truncate(cut);
-    }
-}
-
-/// A log group name as CloudWatch accepts it: 1–512 of `A-Za-z0-9_-/.#`, not starting `aws/`.
-pub fn check_group_name(name: &str) -> Result<(), &'static str> {
-    if name.is_empty() || name.len() > MAX_NAME_BYTES {
-        return Err("1 to 512 characters");
-    }
-    if !name.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-/.#".contains(&b)) {
-        return Err("only the characters A-Z a-z 0-9 _ - / . #");
-    }
-    if name.starts_with("aws/") {
-        return Err("a name that does not start with 'aws/'");
-    }
-    Ok(())
-}
-
-/// A log stream name (or prefix): up to 512 bytes without `:` or `*`.
-pub fn check_stream_name(name: &str) -> Result<(), &'static str> {
-    if name.is_empty() || name.len() > MAX_NAME_BYTES {
-        return Err("1 to 512 characters");
-    }
-    if name.contains([':', '*']) {
-        return Err("any characters except ':' and '*'");
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::template::NameKind;
 
     #[test]
     fn prefix_plus_tag_is_sanitised_and_bounded() {
@@ -140,16 +102,5 @@ mod tests {
         let err = rule.write("t.x", &[0x80], &vars, &mut out).unwrap_err();
         assert_eq!(out, "p-t.x");
         assert!(err.variable.contains("namespace_name"));
-    }
-
-    #[test]
-    fn group_and_stream_rules() {
-        assert!(check_group_name("cross-account-example").is_ok());
-        assert!(check_group_name("/ecs/app#1").is_ok());
-        assert!(check_group_name("has space").is_err());
-        assert!(check_group_name("aws/x").is_err());
-        assert!(check_group_name(&"a".repeat(513)).is_err());
-        assert!(check_stream_name("a b").is_ok());
-        assert!(check_stream_name("a:b").is_err());
     }
 }

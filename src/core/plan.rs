@@ -213,8 +213,9 @@ struct NameScratch {
 mod tests {
     use super::*;
     use crate::core::message::MAX_MESSAGE_BYTES;
+    use crate::core::names::NameKind;
     use crate::core::record_path::RecordPath;
-    use crate::core::template::{NameKind, Template};
+    use crate::core::template::Template;
     use proptest::prelude::*;
 
     static GROUP: NameRule = NameRule::Fixed(String::new());
@@ -292,24 +293,6 @@ mod tests {
         let msgs: Vec<_> = plan.events.iter().map(|e| (e.timestamp, message(e, &plan.arena))).collect();
         assert_eq!(msgs, vec![(100_000, "a".to_string()), (200_000, "b".to_string())]);
         assert_eq!(plan.batches, vec![0..2]);
-    }
-
-    #[test]
-    fn a_chunk_is_known_by_its_plan_to_the_nanosecond() {
-        let id = |nanos: u32, msg: &str| {
-            let mut chunk = vec![0x92, 0x92, 0xd7, 0x00];
-            chunk.extend(100u32.to_be_bytes());
-            chunk.extend(nanos.to_be_bytes());
-            chunk.push(0x80);
-            chunk.extend(rmp_serde::to_vec(&serde_json::json!({ "log": msg })).unwrap());
-            let mut plan = Plan::default();
-            plan.build(&chunk, "t", fixed(), &MessageFormat::default(), &mut Encoder::new());
-            crate::core::progress::ChunkId::of_plan("t", &plan)
-        };
-        assert_eq!(id(5, "a"), id(5, "a"));
-        // same millisecond, same message: still another chunk
-        assert_ne!(id(5, "a"), id(6, "a"));
-        assert_ne!(id(5, "a"), id(5, "b"));
     }
 
     #[test]

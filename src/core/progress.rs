@@ -6,6 +6,7 @@
 //! a 128-bit fingerprint of tag and bytes, bounded in number and age; losing one (evicted)
 //! only means its batches may be sent twice — never that anything is lost. Pure: no I/O.
 
+use crate::core::plan::Plan;
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
@@ -50,7 +51,7 @@ impl ChunkId {
     /// The id of a chunk from what it became: its messages in record order, plus the plan's
     /// hash of each record's time (to the nanosecond) and destination. The same chunk always
     /// plans the same, so Fluent Bit's retry of it is recognised without keeping a copy of it.
-    pub fn of_plan(tag: &str, plan: &crate::core::plan::Plan) -> ChunkId {
+    pub fn of_plan(tag: &str, plan: &Plan) -> ChunkId {
         let messages = ChunkId::of(tag, &plan.arena);
         let identity = plan.identity ^ (plan.identity >> 29);
         ChunkId {
@@ -123,6 +124,10 @@ impl Progress {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::message::{Encoder, MessageFormat};
+    use crate::core::naming::NameRule;
+    use crate::core::plan::Naming;
+    use crate::core::template::Vars;
 
     #[test]
     fn ids_tell_tags_bytes_and_lengths_apart() {
@@ -153,5 +158,26 @@ mod tests {
         assert_eq!(p.take(&ids[1], 1), None, "the oldest was evicted");
         p.put(ids[1], vec![true], now + Duration::from_secs(7200));
         assert_eq!(p.len(), 1, "entries past their age are dropped");
+    }
+
+    #[test]
+    fn a_chunk_is_known_by_its_plan_to_the_nanosecond() {
+        let (group, stream) = (NameRule::Fixed(String::new()), NameRule::TagPrefix(String::new()));
+        let vars = Vars { uuid: "u", ecs: None };
+        let id = |nanos: u32, msg: &str| {
+            let mut chunk = vec![0x92, 0x92, 0xd7, 0x00];
+            chunk.extend(100u32.to_be_bytes());
+            chunk.extend(nanos.to_be_bytes());
+            chunk.push(0x80);
+            chunk.extend(rmp_serde::to_vec(&serde_json::json!({ "log": msg })).unwrap());
+            let mut plan = Plan::default();
+            let naming = Naming { group: &group, stream: &stream, vars: &vars };
+            plan.build(&chunk, "t", naming, &MessageFormat::default(), &mut Encoder::new());
+            ChunkId::of_plan("t", &plan)
+        };
+        assert_eq!(id(5, "a"), id(5, "a"));
+        // same millisecond, same message: still another chunk
+        assert_ne!(id(5, "a"), id(6, "a"));
+        assert_ne!(id(5, "a"), id(5, "b"));
     }
 }

@@ -14,7 +14,7 @@ use std::fmt::{self, Write as _};
 use std::ops::Range;
 
 use crate::core::msgpack::{Reader, Token};
-use crate::core::naming::MAX_NAME_BYTES;
+use crate::core::names::{NameKind, MAX_NAME_BYTES};
 use crate::core::record_path::{is_name_byte, parse_subscripts, RecordPath};
 
 /// The longest template accepted.
@@ -23,29 +23,6 @@ pub const MAX_TEMPLATE_BYTES: usize = 1024;
 /// The variables a template may use, for error texts.
 const VARIABLES: &str = "$(tag), $(tag[n]), $(uuid), $(ecs_cluster), $(ecs_task_arn), $(ecs_task_id), $(key), \
                          $(key['sub']), $(key:-default), $TAG, $TAG[n], $key, $key['sub']";
-
-/// Which CloudWatch name a template makes; each has its own character rule.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum NameKind {
-    Group,
-    Stream,
-}
-
-impl NameKind {
-    fn allows(self, c: char) -> bool {
-        match self {
-            NameKind::Group => c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '/' | '.' | '#'),
-            NameKind::Stream => c != ':' && c != '*',
-        }
-    }
-
-    fn rule(self) -> &'static str {
-        match self {
-            NameKind::Group => "a log group name allows only A-Z a-z 0-9 _ - / . #",
-            NameKind::Stream => "a log stream name allows any character except ':' and '*'",
-        }
-    }
-}
 
 /// A parsed name template.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -361,7 +338,7 @@ struct NameWriter<'o> {
 
 impl NameWriter<'_> {
     fn push_char(&mut self, c: char) {
-        let c = if self.kind.allows(c) { c } else { '.' };
+        let c = self.kind.sanitise(c);
         if self.out.len() + c.len_utf8() > MAX_NAME_BYTES {
             self.full = true;
         } else {
