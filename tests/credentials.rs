@@ -1,12 +1,12 @@
 //! Credentials that never wedge: every base source, AssumeRole on top, one shared cache
 //! refreshed ahead of time, STS outages ridden out inside the flush, early expiry replaced on
 //! the first ExpiredToken, and clear failures — against the strict endpoint's STS, container
-//! credentials and IMDS stand-ins on 127.0.0.1 (tests/host/src/strict_sts.rs).
+//! credentials and IMDS stand-ins on 127.0.0.1 (tests/aws-standins/src/strict_sts.rs).
 
 mod support;
 
-use cwrs_test_host::strict::{Faults, StrictEndpoint};
-use cwrs_test_host::strict_sts::TASK_ACCESS_KEY;
+use cwrs_aws_standins::strict::{Faults, StrictEndpoint};
+use cwrs_aws_standins::strict_sts::TASK_ACCESS_KEY;
 use cwrs_test_host::{chunk, record, Host, StderrCapture, FB_5_1_1};
 use serde_json::json;
 use std::collections::HashMap;
@@ -353,7 +353,7 @@ fn every_base_credential_source_with_and_without_a_role_on_top() {
     assert!(endpoint.sts().imds_calls.load(Relaxed) > 0);
 
     // through a forward proxy (HTTP_PROXY), and around it (NO_PROXY)
-    let proxy = cwrs_test_host::proxy::ForwardProxy::start();
+    let proxy = cwrs_aws_standins::proxy::ForwardProxy::start();
     let mut env = env_keys.clone();
     env.push(("HTTP_PROXY", proxy.url.clone()));
     let (code, ..) = host_run(&endpoint, "src-proxy", &[("endpoint", &url), ("sts_endpoint", &url)], &env);

@@ -1,12 +1,12 @@
 //! Delivery under faults and at the API's limits, against the strict endpoint
-//! (`tests/host/src/strict.rs`): a corpus of records with unique sequence numbers goes through
-//! the test host with `Workers 4` and Fluent Bit's default `Retry_Limit 1`; every record must
-//! be accepted exactly once, or counted by the plugin as dropped with its reason — and the
+//! (`tests/aws-standins/src/strict.rs`): a corpus of records with unique sequence numbers goes
+//! through the test host with `Workers 4` and Fluent Bit's default `Retry_Limit 1`; every record
+//! must be accepted exactly once, or counted by the plugin as dropped with its reason — and the
 //! endpoint must never see a request that breaks a PutLogEvents rule.
 
 mod support;
 
-use cwrs_test_host::strict::{Faults, StrictEndpoint};
+use cwrs_aws_standins::strict::{Faults, StrictEndpoint};
 use cwrs_test_host::{chunk, exit_counter, record, Host, StderrCapture, FB_5_1_1};
 use serde_json::json;
 use std::collections::HashMap;

@@ -5,8 +5,8 @@
 
 mod support;
 
-use cwrs_test_host::strict::{Faults, StrictEndpoint};
-use cwrs_test_host::strict_sts::ECS_TASK_ARN;
+use cwrs_aws_standins::strict::{Faults, StrictEndpoint};
+use cwrs_aws_standins::strict_sts::ECS_TASK_ARN;
 use cwrs_test_host::{record, Host, Output, Profile, StderrCapture, FB_1_9_10, FB_4_2, FB_5_1_1};
 use serde_json::json;
 use std::sync::atomic::Ordering::Relaxed;

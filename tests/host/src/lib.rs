@@ -17,10 +17,6 @@
 
 #![allow(clippy::missing_safety_doc)]
 
-pub mod proxy;
-pub mod strict;
-pub mod strict_sts;
-
 use std::ffi::{c_char, c_int, c_void, CStr, CString};
 use std::path::Path;
 use std::sync::mpsc;
