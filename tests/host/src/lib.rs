@@ -568,3 +568,10 @@ pub fn exit_counter(log: &str, instance: &str, name: &str) -> u64 {
         .filter_map(|v| v.parse::<u64>().ok())
         .sum()
 }
+
+/// The instance the plugin's first `[output:cloudwatch_rs:…]` line in `log` speaks for.
+pub fn log_instance(log: &str) -> Option<String> {
+    log.lines()
+        .find_map(|l| l.split("[output:cloudwatch_rs:").nth(1).and_then(|r| r.split(']').next()))
+        .map(str::to_string)
+}
