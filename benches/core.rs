@@ -8,6 +8,7 @@ use cloudwatch_rs::core::names::NameKind;
 use cloudwatch_rs::core::naming::NameRule;
 use cloudwatch_rs::core::plan::{Naming, Plan};
 use cloudwatch_rs::core::template::{Template, Vars};
+use cwrs_test_host::record;
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
@@ -42,15 +43,6 @@ fn allocations(mut f: impl FnMut()) -> u64 {
     ALLOCATIONS.load(Relaxed) - before
 }
 
-fn record(secs: u32, body: &serde_json::Value) -> Vec<u8> {
-    let mut out = vec![0x92, 0x92, 0xd7, 0x00];
-    out.extend(secs.to_be_bytes());
-    out.extend(0u32.to_be_bytes());
-    out.push(0x80);
-    out.extend(rmp_serde::to_vec(body).unwrap());
-    out
-}
-
 /// A ~2 MB chunk of records whose JSON message is about `size` bytes.
 fn chunk(size: usize) -> (Vec<u8>, usize) {
     let mut buf = Vec::new();
@@ -65,7 +57,7 @@ fn chunk(size: usize) -> (Vec<u8>, usize) {
             "message": "x".repeat(size.saturating_sub(160)),
             "kubernetes": {"namespace_name": "prod", "pod_name": format!("app-{}", n % 16)},
         });
-        buf.extend(record(1_795_000_000 + (n % 60) as u32, &body));
+        buf.extend(record(true, 1_795_000_000 + (n % 60) as u32, 0, &body));
         n += 1;
     }
     (buf, n)

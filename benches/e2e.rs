@@ -8,19 +8,18 @@
 //! endpoint 50 ms away, by `batches_in_flight`. Last, memory while the endpoint stalls for a
 //! minute and then refuses for a minute, under steady traffic.
 
+#[path = "../tests/support/mod.rs"]
+mod support;
+
 use cwrs_test_host::{chunk, record, Host, Output, FB_5_1_1};
 use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use support::{root, Env};
 
 /// Runs per record size (and of the null plugin's baseline): short runs are noisy.
 const RUNS: usize = 5;
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
 
 fn cpu_seconds() -> f64 {
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
@@ -90,20 +89,10 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 fn main() {
-    let so = std::env::var_os("CWRS_PLUGIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root().join("target/release/libcloudwatch_rs.so"));
+    let so = support::plugin();
     let strict = root().join("target/release/cwrs-strict-endpoint");
-    assert!(so.exists() && strict.exists(), "run `make build` first (make bench does)");
-    for (k, v) in [
-        ("AWS_ACCESS_KEY_ID", "AKIDBENCH"),
-        ("AWS_SECRET_ACCESS_KEY", "bench-secret"),
-        ("AWS_EC2_METADATA_DISABLED", "true"),
-        ("AWS_CONFIG_FILE", "/nonexistent"),
-        ("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent"),
-    ] {
-        std::env::set_var(k, v);
-    }
+    assert!(strict.exists(), "run `make build` first (make bench does)");
+    Env::new().keys("AKIDBENCH", "bench-secret").apply();
     let mut server = Command::new(&strict).arg("--tls").stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
     let mut lines = BufReader::new(server.stdout.take().unwrap()).lines();
     let url = lines.next().unwrap().unwrap().trim_start_matches("URL ").to_string();

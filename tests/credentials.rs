@@ -1,37 +1,25 @@
 //! Credentials that never wedge: every base source, AssumeRole on top, one shared cache
 //! refreshed ahead of time, STS outages ridden out inside the flush, early expiry replaced on
 //! the first ExpiredToken, and clear failures — against the strict endpoint's STS, container
-//! credentials and IMDS stand-ins on 127.0.0.1 (tests/host/src/strict_sts.rs).
+//! credentials and IMDS stand-ins on 127.0.0.1 (tests/aws-standins/src/strict_sts.rs).
 
 mod support;
 
-use cwrs_test_host::strict::{Faults, StrictEndpoint};
-use cwrs_test_host::strict_sts::TASK_ACCESS_KEY;
-use cwrs_test_host::{chunk, record, Host, StderrCapture, FB_5_1_1};
+use cwrs_aws_standins::strict::{Faults, StrictEndpoint};
+use cwrs_aws_standins::strict_sts::TASK_ACCESS_KEY;
+use cwrs_test_host::{chunk, record, RunReport, FB_5_1_1};
 use serde_json::json;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use support::{serial, Env, Plugin};
 
-static SERIAL: Mutex<()> = Mutex::new(());
 const TASK_SECRET: &str = "task-secret-never-logged";
 static SEQ: AtomicU64 = AtomicU64::new(0);
 
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-fn task_env_in_process() {
-    for (k, v) in [
-        ("AWS_ACCESS_KEY_ID", TASK_ACCESS_KEY),
-        ("AWS_SECRET_ACCESS_KEY", TASK_SECRET),
-        ("AWS_EC2_METADATA_DISABLED", "true"),
-        ("AWS_CONFIG_FILE", "/nonexistent"),
-        ("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent"),
-    ] {
-        std::env::set_var(k, v);
-    }
+/// The task account's static keys, as the plugin's base credentials.
+fn task_env() -> Env {
+    Env::new().keys(TASK_ACCESS_KEY, TASK_SECRET)
 }
 
 /// `n` chunks of `per_chunk` records with fresh sequence numbers, for `tag`.
@@ -83,23 +71,19 @@ fn role_props<'a>(endpoint: &'a StrictEndpoint, group: &'a str) -> Vec<(&'a str,
 #[test]
 fn steady_traffic_two_instances_share_one_role_refreshed_ahead() {
     let _s = serial();
-    task_env_in_process();
+    task_env().apply();
     let secs: u64 = std::env::var("CRED_TRAFFIC_SECS").ok().and_then(|v| v.parse().ok()).unwrap_or(180);
     let lifetime = Duration::from_secs(8);
     let endpoint = StrictEndpoint::start(false, Faults::default(), 7);
     endpoint.sts().set_lifetime(lifetime);
-    let capture = StderrCapture::start();
-    let host = Arc::new(Host::load(&support::plugin(), FB_5_1_1).unwrap());
-    let reg = host.register().unwrap();
-    let a = Arc::new(host.new_output(reg, &role_props(&endpoint, "steady-a")));
-    let b = Arc::new(host.new_output(reg, &role_props(&endpoint, "steady-b")));
-    assert_eq!(host.init(&a), 1);
-    assert_eq!(host.init(&b), 1);
+    let plugin =
+        Plugin::with(FB_5_1_1, true, &[&role_props(&endpoint, "steady-a"), &role_props(&endpoint, "steady-b")]);
+    let (host, a, b) = (&plugin.host, &plugin.outs[0], &plugin.outs[1]);
     let calls_after_init = endpoint.sts().assume_role_calls.load(Relaxed);
 
     let started = Instant::now();
     let (mut sent_a, mut sent_b) = (0, 0);
-    let (mut ra, mut rb) = (cwrs_test_host::RunReport::default(), cwrs_test_host::RunReport::default());
+    let (mut ra, mut rb) = (RunReport::default(), RunReport::default());
     while started.elapsed() < Duration::from_secs(secs) {
         let tick = Instant::now();
         let (ca, cb) = (chunks(8, 20, "app"), chunks(8, 20, "app"));
@@ -116,10 +100,7 @@ fn steady_traffic_two_instances_share_one_role_refreshed_ahead() {
         std::thread::sleep(Duration::from_secs(1).saturating_sub(tick.elapsed()));
     }
     let elapsed = started.elapsed();
-    host.exit(&a);
-    host.exit(&b);
-    host.unregister(reg);
-    let log = capture.finish();
+    let log = plugin.stop();
 
     let sts = endpoint.sts();
     let calls = sts.assume_role_calls.load(Relaxed);
@@ -153,21 +134,17 @@ fn steady_traffic_two_instances_share_one_role_refreshed_ahead() {
 #[test]
 fn sts_outage_of_30_seconds_with_retry_limit_1() {
     let _s = serial();
-    task_env_in_process();
+    task_env().apply();
     let endpoint = StrictEndpoint::start(false, Faults::default(), 11);
     endpoint.sts().set_lifetime(Duration::from_secs(10));
-    let capture = StderrCapture::start();
-    let host = Arc::new(Host::load(&support::plugin(), FB_5_1_1).unwrap());
-    let reg = host.register().unwrap();
     // default flush_timeout (30 s), Fluent Bit's default Retry_Limit (1)
-    let out = Arc::new(host.new_output(reg, &role_props(&endpoint, "outage")));
-    assert_eq!(host.init(&out), 1);
+    let plugin = Plugin::start_logged(FB_5_1_1, &role_props(&endpoint, "outage"));
 
     let total_secs = 80;
     let all = chunks(total_secs * 4, 25, "app");
     let sent = (all.len() * 25) as u64;
     let start = Instant::now();
-    let (h, o) = (host.clone(), out.clone());
+    let (h, o) = (plugin.host.clone(), plugin.out().clone());
     // Fluent Bit's first retry comes after about 5 s (scheduler base)
     let runner = std::thread::spawn(move || h.run_paced(&o, all, Duration::from_millis(250), Duration::from_secs(5)));
     std::thread::sleep(Duration::from_secs(10));
@@ -177,9 +154,7 @@ fn sts_outage_of_30_seconds_with_retry_limit_1() {
     endpoint.sts().set_down(false);
     let up_at = SystemTime::now();
     let report = runner.join().unwrap();
-    host.exit(&out);
-    host.unregister(reg);
-    let log = capture.finish();
+    let log = plugin.stop();
 
     let accepted = endpoint.accepted();
     let last_before = accepted.iter().filter(|a| a.at < up_at).map(|a| a.at).max();
@@ -205,21 +180,15 @@ fn sts_outage_of_30_seconds_with_retry_limit_1() {
 #[test]
 fn credentials_revoked_before_their_expiry_are_replaced_on_the_first_refusal() {
     let _s = serial();
-    task_env_in_process();
+    task_env().apply();
     let endpoint = StrictEndpoint::start(false, Faults::default(), 13);
     endpoint.sts().set_lifetime(Duration::from_secs(3600));
-    let capture = StderrCapture::start();
-    let host = Arc::new(Host::load(&support::plugin(), FB_5_1_1).unwrap());
-    let reg = host.register().unwrap();
-    let out = Arc::new(host.new_output(reg, &role_props(&endpoint, "revoked")));
-    assert_eq!(host.init(&out), 1);
-    let r1 = host.run(&out, chunks(8, 10, "app"), Duration::from_millis(200));
+    let plugin = Plugin::start_logged(FB_5_1_1, &role_props(&endpoint, "revoked"));
+    let r1 = plugin.run(chunks(8, 10, "app"), Duration::from_millis(200));
     let before = endpoint.sts().assume_role_calls.load(Relaxed);
     endpoint.sts().revoke_all(); // clock skew or revocation: "expired" long before the stated expiry
-    let r2 = host.run(&out, chunks(8, 10, "app"), Duration::from_millis(200));
-    host.exit(&out);
-    host.unregister(reg);
-    let log = capture.finish();
+    let r2 = plugin.run(chunks(8, 10, "app"), Duration::from_millis(200));
+    let log = plugin.stop();
     let sts = endpoint.sts();
     eprintln!(
         "revoked: ExpiredToken answers {}, AssumeRole {} -> {}, runs {r1:?} {r2:?}",
@@ -255,18 +224,10 @@ fn host_run(
     }
     let path = dir.join("fluent-bit.conf");
     std::fs::write(&path, conf).unwrap();
-    let mut full: Vec<(&str, String)> = vec![
-        ("AWS_EC2_METADATA_DISABLED", "true".into()),
-        ("AWS_CONFIG_FILE", "/nonexistent".into()),
-        ("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent".into()),
-        ("AWS_ENDPOINT_URL_STS", endpoint.url.clone()),
-        ("HOME", dir.to_string_lossy().into_owned()),
-    ];
+    let mut full = Env::new().var("AWS_ENDPOINT_URL_STS", &endpoint.url).var("HOME", dir.to_string_lossy());
     for (k, v) in env {
-        full.retain(|(f, _)| f != k);
-        full.push((k, v.clone()));
+        full = full.var(k, v);
     }
-    full.retain(|(_, v)| !v.is_empty());
     let (code, out, err) = support::run_host(&path, &full, &["--debug"]);
     let delivered = endpoint.accepted().iter().filter(|a| a.group == name).count();
     eprintln!("{name}: exit {code}, {delivered} events delivered\n{err}");
@@ -353,7 +314,7 @@ fn every_base_credential_source_with_and_without_a_role_on_top() {
     assert!(endpoint.sts().imds_calls.load(Relaxed) > 0);
 
     // through a forward proxy (HTTP_PROXY), and around it (NO_PROXY)
-    let proxy = cwrs_test_host::proxy::ForwardProxy::start();
+    let proxy = cwrs_aws_standins::proxy::ForwardProxy::start();
     let mut env = env_keys.clone();
     env.push(("HTTP_PROXY", proxy.url.clone()));
     let (code, ..) = host_run(&endpoint, "src-proxy", &[("endpoint", &url), ("sts_endpoint", &url)], &env);

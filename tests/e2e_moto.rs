@@ -4,19 +4,11 @@
 
 mod support;
 
-use cwrs_test_host::{chunk, record, Host, FB_1_9_10, FB_5_1_1};
+use cwrs_test_host::{chunk, record, FB_1_9_10, FB_5_1_1};
 use serde_json::json;
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use support::{run_host, scratch, Moto};
-
-/// In-process tests share the plugin's global state and this process's environment.
-static SERIAL: Mutex<()> = Mutex::new(());
-
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|p| p.into_inner())
-}
+use support::{run_host, scratch, serial, Env, Moto, Plugin};
 
 fn now_secs() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()
@@ -107,30 +99,23 @@ fn compare_one_by_one(moto: &Moto, group: &str, sent: &HashMap<u64, Sent>) {
 fn cross_account_records_land_one_by_one_with_workers_and_two_instances() {
     let _s = serial();
     let moto = Moto::start();
-    moto.export_task_env();
-    let host = Arc::new(Host::load(&support::plugin(), FB_5_1_1).unwrap());
-    let reg = host.register().unwrap();
-
+    moto.task_env().apply();
     let mut a = output_block(&moto, "cross-account-example");
     a.push(("Workers", "3"));
     let mut b = output_block(&moto, "second-instance");
     b.push(("workers", "2"));
-    let (a, b) = (Arc::new(host.new_output(reg, &a)), Arc::new(host.new_output(reg, &b)));
-    assert_eq!(host.init(&a), 1);
-    assert_eq!(host.init(&b), 1);
+    let plugin = Plugin::with(FB_5_1_1, false, &[&a, &b]);
 
     let (chunks_a, sent_a) = corpus(3000);
     let (chunks_b, sent_b) = corpus(900);
-    let (ha, hb) = (host.clone(), host.clone());
-    let (oa, ob) = (a.clone(), b.clone());
+    let (ha, hb) = (plugin.host.clone(), plugin.host.clone());
+    let (oa, ob) = (plugin.outs[0].clone(), plugin.outs[1].clone());
     let ta = std::thread::spawn(move || ha.run(&oa, chunks_a, Duration::from_millis(200)));
     let tb = std::thread::spawn(move || hb.run(&ob, chunks_b, Duration::from_millis(200)));
     let (ra, rb) = (ta.join().unwrap(), tb.join().unwrap());
     assert_eq!((ra.retry, ra.error, rb.retry, rb.error), (0, 0, 0, 0), "{ra:?} {rb:?}");
 
-    assert_eq!(host.exit(&a), Some(1));
-    assert_eq!(host.exit(&b), Some(1));
-    host.unregister(reg);
+    plugin.stop();
     compare_one_by_one(&moto, "cross-account-example", &sent_a);
     compare_one_by_one(&moto, "second-instance", &sent_b);
 }
@@ -228,7 +213,7 @@ fn a_bad_key_stops_startup_with_one_line_naming_it() {
         let body: String = pairs.iter().map(|(k, v)| format!("    {k} {v}\n")).collect();
         let conf = dir.join(format!("{key}.conf"));
         std::fs::write(&conf, format!("[OUTPUT]\n    Name cloudwatch_rs\n    Match *\n{body}")).unwrap();
-        let (code, _out, err) = run_host(&conf, &[("AWS_EC2_METADATA_DISABLED", "true".into())], &[]);
+        let (code, _out, err) = run_host(&conf, &Env::empty().var("AWS_EC2_METADATA_DISABLED", "true"), &[]);
         assert_eq!(code, 1, "{key}: {err}");
         let lines: Vec<&str> = err.lines().filter(|l| l.contains("[error] [output:cloudwatch_rs:")).collect();
         assert_eq!(lines.len(), 1, "{key}: {err}");
@@ -238,7 +223,7 @@ fn a_bad_key_stops_startup_with_one_line_naming_it() {
     // no region anywhere
     let conf = dir.join("noregion.conf");
     std::fs::write(&conf, "[OUTPUT]\n    Name cloudwatch_rs\n    log_group_name g\n    log_stream_name s\n").unwrap();
-    let (code, _, err) = run_host(&conf, &[], &[]);
+    let (code, _, err) = run_host(&conf, &Env::empty(), &[]);
     assert_eq!(code, 1);
     assert!(err.contains("missing 'region'"), "{err}");
 }
@@ -247,14 +232,11 @@ fn a_bad_key_stops_startup_with_one_line_naming_it() {
 fn damaged_chunk_odd_and_oversized_records() {
     let _s = serial();
     let moto = Moto::start();
-    moto.export_task_env();
-    let host = Arc::new(Host::load(&support::plugin(), FB_5_1_1).unwrap());
-    let reg = host.register().unwrap();
+    moto.task_env().apply();
     let mut props = output_block(&moto, "odd-records");
     props.retain(|(k, _)| *k != "Log_Stream_Prefix");
     props.push(("log_stream_name", "odd"));
-    let out = host.new_output(reg, &props);
-    assert_eq!(host.init(&out), 1);
+    let plugin = Plugin::start(FB_5_1_1, &props);
     let t = now_secs() as u32;
 
     // five good records, then bytes that are not msgpack: the five are delivered, FLB_OK
@@ -263,7 +245,7 @@ fn damaged_chunk_odd_and_oversized_records() {
         damaged.extend(record(true, t, 0, &json!({ "n": i })));
     }
     damaged.extend([0x92, 0x92, 0xd7, 0x00, 0x01, 0xc1, 0xc1]);
-    assert_eq!(host.flush(&out, &damaged, "x"), 1);
+    assert_eq!(plugin.flush(&damaged, "x"), 1);
 
     // empty body skipped; 1.5 MB message cut to fit; a float timestamp; binary values
     let big = "x".repeat(1_500_000);
@@ -273,10 +255,9 @@ fn damaged_chunk_odd_and_oversized_records() {
     odd.extend((t as f64 + 2.25).to_be_bytes());
     odd.extend(rmp_serde::to_vec(&json!({"float_time": true})).unwrap());
     odd.extend([0x92, 0x02, 0x81, 0xa1, b'b', 0xc4, 0x03, 0xff, 0x00, 0x01]); // time 2 (1970), bin
-    assert_eq!(host.flush(&out, &odd, "x"), 1);
+    assert_eq!(plugin.flush(&odd, "x"), 1);
 
-    assert_eq!(host.exit(&out), Some(1));
-    host.unregister(reg);
+    plugin.stop();
     let events = moto.read("odd-records");
     let messages: Vec<&str> = events.iter().map(|e| e.message.as_str()).collect();
     assert_eq!(&messages[..5], &[r#"{"n":0}"#, r#"{"n":1}"#, r#"{"n":2}"#, r#"{"n":3}"#, r#"{"n":4}"#]);
@@ -297,10 +278,7 @@ fn damaged_chunk_odd_and_oversized_records() {
 fn templated_names_and_new_group_settings_against_moto() {
     let _s = serial();
     let moto = Moto::start();
-    moto.export_task_env();
-    let capture = cwrs_test_host::StderrCapture::start();
-    let host = Host::load(&support::plugin(), FB_5_1_1).unwrap();
-    let reg = host.register().unwrap();
+    moto.task_env().apply();
     let mut props = output_block(&moto, "tmpl-static");
     props.retain(|(k, _)| *k != "Log_Stream_Prefix");
     props.extend([
@@ -311,8 +289,7 @@ fn templated_names_and_new_group_settings_against_moto() {
         ("log_group_class", "STANDARD"),
         ("stats_interval", "off"),
     ]);
-    let out = host.new_output(reg, &props);
-    assert_eq!(host.init(&out), 1);
+    let plugin = Plugin::start_logged(FB_5_1_1, &props);
     let t = now_secs() as u32;
     let mut chunk = Vec::new();
     for (i, (ns, pod)) in [("prod", "web-1"), ("prod", "web-2"), ("dev", "web-1"), ("prod", "web-1")].iter().enumerate()
@@ -324,11 +301,9 @@ fn templated_names_and_new_group_settings_against_moto() {
             &json!({"seq": i, "kubernetes": {"namespace_name": ns, "pod_name": pod}}),
         ));
     }
-    assert_eq!(host.flush(&out, &chunk, "kube.app"), 1);
+    assert_eq!(plugin.flush(&chunk, "kube.app"), 1);
     std::thread::sleep(Duration::from_millis(500));
-    host.exit(&out);
-    host.unregister(reg);
-    let log = capture.finish();
+    let log = plugin.stop();
 
     let streams = |group: &str| {
         let mut v: Vec<(String, u64)> = moto

@@ -1,20 +1,18 @@
 //! Delivery under faults and at the API's limits, against the strict endpoint
-//! (`tests/host/src/strict.rs`): a corpus of records with unique sequence numbers goes through
-//! the test host with `Workers 4` and Fluent Bit's default `Retry_Limit 1`; every record must
-//! be accepted exactly once, or counted by the plugin as dropped with its reason — and the
+//! (`tests/aws-standins/src/strict.rs`): a corpus of records with unique sequence numbers goes
+//! through the test host with `Workers 4` and Fluent Bit's default `Retry_Limit 1`; every record
+//! must be accepted exactly once, or counted by the plugin as dropped with its reason — and the
 //! endpoint must never see a request that breaks a PutLogEvents rule.
 
 mod support;
 
-use cwrs_test_host::strict::{Faults, StrictEndpoint};
-use cwrs_test_host::{chunk, exit_counter, record, Host, StderrCapture, FB_5_1_1};
+use cwrs_aws_standins::strict::{Faults, StrictEndpoint};
+use cwrs_test_host::{chunk, exit_counter, log_instance, record, FB_5_1_1};
 use serde_json::json;
 use std::collections::HashMap;
 use std::sync::atomic::Ordering::Relaxed;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-
-static SERIAL: Mutex<()> = Mutex::new(());
+use support::{serial, Env, Plugin};
 
 const MAX_MESSAGE: usize = 1_048_550;
 
@@ -76,19 +74,11 @@ struct Outcome {
 
 /// The plugin's environment in this process: static keys, no IMDS, no config files.
 fn plugin_env() {
-    for (k, v) in [
-        ("AWS_ACCESS_KEY_ID", "AKIDSTRICTTEST"),
-        ("AWS_SECRET_ACCESS_KEY", "strict-secret-never-logged"),
-        ("AWS_EC2_METADATA_DISABLED", "true"),
-        ("AWS_CONFIG_FILE", "/nonexistent"),
-        ("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent"),
-    ] {
-        std::env::set_var(k, v);
-    }
+    Env::new().keys("AKIDSTRICTTEST", "strict-secret-never-logged").apply();
 }
 
 fn run(name: &str, faults: Faults, tls: bool, corpus: Corpus, extra: &[(&str, &str)]) -> Outcome {
-    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let _serial = serial();
     plugin_env();
     let endpoint = StrictEndpoint::start(tls, Faults::default(), 0x5eed ^ name.len() as u64);
     let dir = support::scratch(name);
@@ -116,23 +106,16 @@ fn run(name: &str, faults: Faults, tls: bool, corpus: Corpus, extra: &[(&str, &s
     props.extend_from_slice(extra);
     endpoint.set_faults(faults);
 
-    let capture = StderrCapture::start();
-    let (host, reg, out) = started(&props);
+    let plugin = Plugin::start_logged(FB_5_1_1, &props);
     let (records, truncated) = (corpus.records, corpus.truncated);
-    let report = host.run(&out, corpus.chunks, Duration::from_millis(300));
-    host.exit(&out);
-    host.unregister(reg);
-    let log = capture.finish();
+    let report = plugin.run(corpus.chunks, Duration::from_millis(300));
+    let log = plugin.stop();
 
     let mut seen: HashMap<u64, u64> = HashMap::new();
     for a in endpoint.accepted() {
         *seen.entry(a.seq.expect("seq in every message")).or_default() += 1;
     }
-    let instance = log
-        .lines()
-        .find_map(|l| l.split("[output:cloudwatch_rs:").nth(1).and_then(|r| r.split(']').next()))
-        .unwrap_or("cloudwatch_rs.0")
-        .to_string();
+    let instance = log_instance(&log).unwrap_or_else(|| "cloudwatch_rs.0".to_string());
     let dropped_counted = [
         "dropped_rejected_too_old",
         "dropped_rejected_too_new",
@@ -225,14 +208,14 @@ fn big_records_chunk(n: u64) -> Vec<(Vec<u8>, String)> {
     vec![(chunk(recs, usize::MAX).remove(0), "t".to_string())]
 }
 
-/// The plugin loaded, registered and initialised for one fixed stream of `group` at `endpoint`.
-fn plugin_for(
-    endpoint: &StrictEndpoint,
-    group: &str,
-    flush_timeout: &str,
-    batches_in_flight: &str,
-) -> (Arc<Host>, usize, Arc<cwrs_test_host::Output>) {
-    let props = [
+/// The properties for one fixed stream of `group` at `endpoint`.
+fn one_stream<'a>(
+    endpoint: &'a StrictEndpoint,
+    group: &'a str,
+    flush_timeout: &'a str,
+    batches_in_flight: &'a str,
+) -> [(&'a str, &'a str); 10] {
+    [
         ("Name", "cloudwatch_rs"),
         ("batches_in_flight", batches_in_flight),
         ("region", "us-east-1"),
@@ -243,29 +226,18 @@ fn plugin_for(
         ("sts_endpoint", endpoint.url.as_str()),
         ("flush_timeout", flush_timeout),
         ("startup_check", "off"),
-    ];
-    started(&props)
-}
-
-/// The plugin loaded, registered and initialised with `props`, as Fluent Bit does at startup.
-fn started(props: &[(&str, &str)]) -> (Arc<Host>, usize, Arc<cwrs_test_host::Output>) {
-    let host = Arc::new(Host::load(&support::plugin(), FB_5_1_1).unwrap());
-    let reg = host.register().unwrap();
-    let out = Arc::new(host.new_output(reg, props));
-    assert_eq!(host.init(&out), 1);
-    (host, reg, out)
+    ]
 }
 
 #[test]
 fn a_retried_chunk_skips_the_batches_already_accepted() {
-    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let _serial = serial();
     plugin_env();
     // the first accepted call gets through, then everything is throttled until cleared
     let endpoint = StrictEndpoint::start(false, Faults { throttle_after_puts: Some(1), ..no_faults() }, 23);
     // six records of ~400 KB: three batches of two
     let chunks = big_records_chunk(6);
-    let capture = StderrCapture::start();
-    let (host, reg, out) = plugin_for(&endpoint, "progress", "2s", "2");
+    let plugin = Plugin::start_logged(FB_5_1_1, &one_stream(&endpoint, "progress", "2s", "2"));
     let clear = {
         let faults = no_faults();
         let ep = &endpoint;
@@ -276,17 +248,11 @@ fn a_retried_chunk_skips_the_batches_already_accepted() {
             });
             // first attempt: batch 0 accepted, batch 1 throttled until the 2 s deadline -> RETRY;
             // Fluent Bit re-sends the whole chunk 2 s later, after the faults are gone
-            host.run(&out, chunks, Duration::from_secs(2))
+            plugin.run(chunks, Duration::from_secs(2))
         })
     };
-    host.exit(&out);
-    host.unregister(reg);
-    let log = capture.finish();
-    let instance = log
-        .lines()
-        .find_map(|l| l.split("[output:cloudwatch_rs:").nth(1).and_then(|r| r.split(']').next()))
-        .unwrap()
-        .to_string();
+    let log = plugin.stop();
+    let instance = log_instance(&log).unwrap();
     let mut seen: HashMap<u64, u64> = HashMap::new();
     for a in endpoint.accepted() {
         *seen.entry(a.seq.unwrap()).or_default() += 1;
@@ -300,7 +266,7 @@ fn a_retried_chunk_skips_the_batches_already_accepted() {
 
 #[test]
 fn a_missing_group_without_auto_create_answers_retry_and_says_what_is_missing() {
-    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let _serial = serial();
     plugin_env();
     let endpoint = StrictEndpoint::start(false, no_faults(), 29);
     let props = [
@@ -312,19 +278,16 @@ fn a_missing_group_without_auto_create_answers_retry_and_says_what_is_missing() 
         ("sts_endpoint", endpoint.url.as_str()),
         ("startup_check", "off"),
     ];
-    let capture = StderrCapture::start();
-    let (host, reg, out) = started(&props);
+    let plugin = Plugin::start_logged(FB_5_1_1, &props);
     let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() as u32;
     let small = |from: u64| {
         let recs = (from..from + 10).map(|i| record(true, now, 0, &json!({ "seq": i })));
         vec![(chunk(recs, usize::MAX).remove(0), "t".to_string())]
     };
-    let first = host.run(&out, small(0), Duration::from_millis(100));
+    let first = plugin.run(small(0), Duration::from_millis(100));
     endpoint.create_group("not-created-yet"); // someone creates it: the next chunk goes through
-    let second = host.run(&out, small(10), Duration::from_millis(100));
-    host.exit(&out);
-    host.unregister(reg);
-    let log = capture.finish();
+    let second = plugin.run(small(10), Duration::from_millis(100));
+    let log = plugin.stop();
     assert_eq!((first.retry, first.dropped_chunks), (2, 1), "{first:?}");
     assert_eq!((second.ok, second.retry), (1, 0), "{second:?}");
     assert!(
@@ -342,17 +305,14 @@ fn soak_ten_thousand_streams() {
 
 #[test]
 fn exit_reports_chunks_left_partly_delivered() {
-    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let _serial = serial();
     plugin_env();
     // one call gets through, then everything is throttled for good
     let endpoint = StrictEndpoint::start(false, Faults { throttle_after_puts: Some(1), ..no_faults() }, 31);
     let chunks = big_records_chunk(4);
-    let capture = StderrCapture::start();
-    let (host, reg, out) = plugin_for(&endpoint, "left-over", "1s", "1");
-    let report = host.run(&out, chunks, Duration::from_millis(100));
-    host.exit(&out);
-    host.unregister(reg);
-    let log = capture.finish();
+    let plugin = Plugin::start_logged(FB_5_1_1, &one_stream(&endpoint, "left-over", "1s", "1"));
+    let report = plugin.run(chunks, Duration::from_millis(100));
+    let log = plugin.stop();
     // Fluent Bit gave up after its retry; the plugin says at exit what was left half done
     assert_eq!(report.dropped_chunks, 1, "{report:?}");
     assert!(log.contains("exit with 1 partly delivered chunks still awaiting Fluent Bit's retry"), "{log}");
@@ -362,17 +322,16 @@ fn exit_reports_chunks_left_partly_delivered() {
 
 #[test]
 fn batches_of_one_chunk_are_in_flight_together_up_to_batches_in_flight() {
-    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let _serial = serial();
     plugin_env();
     // every answer held back 300 ms, so calls sent together overlap at the endpoint
     let slow = Faults { slow: 1.0, slow_for: Duration::from_millis(300), ..no_faults() };
     for (in_flight, expected) in [("1", 1), ("3", 3)] {
         let endpoint = StrictEndpoint::start(false, slow.clone(), 41);
-        let (host, reg, out) = plugin_for(&endpoint, "together", "20s", in_flight);
+        let plugin = Plugin::start(FB_5_1_1, &one_stream(&endpoint, "together", "20s", in_flight));
         // eight records of ~400 KB: four batches of two
-        let report = host.run(&out, big_records_chunk(8), Duration::from_secs(1));
-        host.exit(&out);
-        host.unregister(reg);
+        let report = plugin.run(big_records_chunk(8), Duration::from_secs(1));
+        plugin.stop();
         let mut seen: Vec<u64> = endpoint.accepted().iter().filter_map(|a| a.seq).collect();
         seen.sort_unstable();
         eprintln!("batches_in_flight {in_flight}: {report:?}, {}", endpoint.summary());
@@ -389,7 +348,7 @@ fn batches_of_one_chunk_are_in_flight_together_up_to_batches_in_flight() {
 
 #[test]
 fn flushes_of_different_workers_are_in_flight_together() {
-    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let _serial = serial();
     plugin_env();
     // every answer held back 300 ms: four workers flushing at once must overlap at the endpoint,
     // although the plugin's runtime has a single thread
@@ -406,15 +365,14 @@ fn flushes_of_different_workers_are_in_flight_together() {
         ("sts_endpoint", endpoint.url.as_str()),
         ("startup_check", "off"),
     ];
-    let (host, reg, out) = started(&props);
+    let plugin = Plugin::start(FB_5_1_1, &props);
     let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() as u32;
     // one chunk per worker, each to its own stream (the tag names it)
     let chunks = (0..4u64)
         .map(|i| (chunk([record(true, now, 0, &json!({ "seq": i }))], usize::MAX).remove(0), format!("t{i}")))
         .collect();
-    let report = host.run(&out, chunks, Duration::from_secs(1));
-    host.exit(&out);
-    host.unregister(reg);
+    let report = plugin.run(chunks, Duration::from_secs(1));
+    plugin.stop();
     eprintln!("{report:?}, {}", endpoint.summary());
     assert_eq!((report.ok, report.retry), (4, 0), "{report:?}");
     let mut seen: Vec<u64> = endpoint.accepted().iter().filter_map(|a| a.seq).collect();

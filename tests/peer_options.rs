@@ -5,33 +5,22 @@
 
 mod support;
 
-use cwrs_test_host::strict::{Faults, StrictEndpoint};
-use cwrs_test_host::strict_sts::ECS_TASK_ARN;
-use cwrs_test_host::{record, Host, Output, Profile, StderrCapture, FB_1_9_10, FB_4_2, FB_5_1_1};
+use cwrs_aws_standins::strict::{Faults, StrictEndpoint};
+use cwrs_aws_standins::strict_sts::ECS_TASK_ARN;
+use cwrs_test_host::{exit_counter, log_instance, record, Profile, FB_1_9_10, FB_4_2, FB_5_1_1};
 use serde_json::json;
 use std::sync::atomic::Ordering::Relaxed;
-use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-
-static SERIAL: Mutex<()> = Mutex::new(());
+use support::{serial, Env, Plugin};
 
 fn now_secs() -> u32 {
     SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() as u32
 }
 
-/// No base credentials in the environment: they must come from `credentials_endpoint`.
-fn env_for(endpoint: &StrictEndpoint) {
-    for k in ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE", "AWS_REGION"] {
-        std::env::remove_var(k);
-    }
-    for (k, v) in [
-        ("AWS_EC2_METADATA_DISABLED", "true".to_string()),
-        ("AWS_CONFIG_FILE", "/nonexistent".into()),
-        ("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent".into()),
-        ("ECS_CONTAINER_METADATA_URI_V4", format!("{}/v4/0123456789abcdef", endpoint.url)),
-    ] {
-        std::env::set_var(k, v);
-    }
+/// No base credentials in the environment (they must come from `credentials_endpoint`), and
+/// the ECS task metadata stand-in.
+fn env_for(endpoint: &StrictEndpoint) -> Env {
+    Env::new().var("ECS_CONTAINER_METADATA_URI_V4", format!("{}/v4/0123456789abcdef", endpoint.url))
 }
 
 /// Every key of the C and Go plugins (and ours), each with a valid value.
@@ -81,22 +70,13 @@ fn every_key(url: &str, creds: &str) -> Vec<(&'static str, String)> {
     .collect()
 }
 
-fn start(host: &Host, props: &[(&'static str, String)]) -> (usize, Output) {
-    let reg = host.register().unwrap();
-    let pairs: Vec<(&str, &str)> = props.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let out = host.new_output(reg, &pairs);
-    (reg, out)
-}
-
 fn every_key_in(profile: Profile) {
     let endpoint = StrictEndpoint::start(false, Faults::default(), 77);
-    env_for(&endpoint);
+    env_for(&endpoint).apply();
     let creds = format!("{}/container-credentials", endpoint.url);
     let props = every_key(&endpoint.url, &creds);
-    let capture = StderrCapture::start();
-    let host = Host::load(&support::plugin(), profile).unwrap();
-    let (reg, out) = start(&host, &props);
-    assert_eq!(host.init(&out), 1, "Init with every key, Fluent Bit {}", profile.name);
+    let pairs: Vec<(&str, &str)> = props.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let plugin = Plugin::start_logged(profile, &pairs);
 
     let t = now_secs();
     let v2 = profile.v2_records;
@@ -112,18 +92,16 @@ fn every_key_in(profile: Profile) {
     ));
     // no kubernetes fields: both templates fall back; no log key: the whole record is sent
     chunk.extend(record(v2, t + 2, 0, &json!({"other": "field"})));
-    assert_eq!(host.flush(&out, &chunk, "app.web"), 1);
+    assert_eq!(plugin.flush(&chunk, "app.web"), 1);
     // the same fallback again in a later chunk: counted again, not logged again
-    assert_eq!(host.flush(&out, &record(v2, t + 3, 0, &json!({"other": "again"})), "app.web"), 1);
+    assert_eq!(plugin.flush(&record(v2, t + 3, 0, &json!({"other": "again"})), "app.web"), 1);
     // the retention policy is set in the background, and stats_interval is 1 s
     let until = Instant::now() + Duration::from_secs(5);
     while Instant::now() < until && endpoint.calls().iter().filter(|c| c.op == "PutRetentionPolicy").count() < 3 {
         std::thread::sleep(Duration::from_millis(50));
     }
     std::thread::sleep(Duration::from_millis(1200));
-    host.exit(&out);
-    host.unregister(reg);
-    let log = capture.finish();
+    let log = plugin.stop();
     let fb = profile.name;
 
     let mut got: Vec<(String, String, String)> =
@@ -164,36 +142,32 @@ fn every_key_in(profile: Profile) {
     assert!(ECS_TASK_ARN.ends_with("/0123456789abcdef0123456789abcdef"), "the task id the streams carry");
 
     // observability: the fallback logged once, a periodic stats line, counters at exit
-    let instance = log
-        .lines()
-        .find_map(|l| l.split("[output:cloudwatch_rs:").nth(1).and_then(|r| r.split(']').next()))
-        .unwrap()
-        .to_string();
+    let instance = log_instance(&log).unwrap();
     let fallback_lines = log.lines().filter(|l| l.contains("could not be resolved")).count();
     assert_eq!(fallback_lines, 1, "{log}");
     assert!(log.lines().any(|l| l.contains(&format!("[ info] [output:cloudwatch_rs:{instance}] stats: "))), "{log}");
     assert!(log.lines().any(|l| l.contains("[debug]")), "plugin_log_level debug: {log}");
-    assert_eq!(cwrs_test_host::exit_counter(&log, &instance, "events_sent"), 5);
-    assert_eq!(cwrs_test_host::exit_counter(&log, &instance, "name_fallbacks"), 2);
-    assert_eq!(cwrs_test_host::exit_counter(&log, &instance, "groups_created"), 3);
+    assert_eq!(exit_counter(&log, &instance, "events_sent"), 5);
+    assert_eq!(exit_counter(&log, &instance, "name_fallbacks"), 2);
+    assert_eq!(exit_counter(&log, &instance, "groups_created"), 3);
     assert!(!log.contains("add_entity"), "add_entity false must not warn: {log}");
 }
 
 #[test]
 fn every_peer_key_set_starts_cleanly_and_works_in_fluent_bit_5_1_1() {
-    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let _serial = serial();
     every_key_in(FB_5_1_1);
 }
 
 #[test]
 fn every_peer_key_set_starts_cleanly_and_works_in_fluent_bit_4_2() {
-    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let _serial = serial();
     every_key_in(FB_4_2);
 }
 
 #[test]
 fn every_peer_key_set_starts_cleanly_and_works_in_fluent_bit_1_9_10() {
-    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let _serial = serial();
     every_key_in(FB_1_9_10);
 }
 
@@ -202,13 +176,11 @@ fn every_peer_key_set_starts_cleanly_and_works_in_fluent_bit_1_9_10() {
 /// throttled call straight back to Fluent Bit.
 #[test]
 fn emf_documents_warned_keys_and_no_auto_retry() {
-    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let _serial = serial();
     let endpoint = StrictEndpoint::start(false, Faults::default(), 78);
-    env_for(&endpoint);
-    std::env::set_var("AWS_ACCESS_KEY_ID", "AKIDSTRICTTEST");
-    std::env::set_var("AWS_SECRET_ACCESS_KEY", "strict-secret-never-logged");
+    env_for(&endpoint).keys("AKIDSTRICTTEST", "strict-secret-never-logged").apply();
     endpoint.create_group("metrics");
-    let props: Vec<(&'static str, String)> = [
+    let props = [
         ("Name", "cloudwatch_rs"),
         ("region", "us-east-1"),
         ("log_group_name", "metrics"),
@@ -221,28 +193,20 @@ fn emf_documents_warned_keys_and_no_auto_retry() {
         ("stats_interval", "off"),
         ("endpoint", endpoint.url.as_str()),
         ("sts_endpoint", endpoint.url.as_str()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k, v.to_string()))
-    .collect();
-    let capture = StderrCapture::start();
-    let host = Host::load(&support::plugin(), FB_5_1_1).unwrap();
-    let (reg, out) = start(&host, &props);
-    assert_eq!(host.init(&out), 1);
+    ];
+    let plugin = Plugin::start_logged(FB_5_1_1, &props);
     let t = now_secs();
     let mut chunk = record(true, t, 0, &json!({"cpu_p": 12.5, "user_p": 10, "system_p": 2.5, "host": "h1"}));
     chunk.extend(record(true, t, 1, &json!({"log": "not a metric"})));
-    assert_eq!(host.flush(&out, &chunk, "cpu.local"), 1);
+    assert_eq!(plugin.flush(&chunk, "cpu.local"), 1);
 
     // one throttled answer: with auto_retry_requests off the flush answers RETRY at once
     endpoint.set_faults(Faults { throttle: 1.0, ..Faults::default() });
     let started = Instant::now();
-    assert_eq!(host.flush(&out, &record(true, t, 2, &json!({"log": "x"})), "cpu.local"), 2);
+    assert_eq!(plugin.flush(&record(true, t, 2, &json!({"log": "x"})), "cpu.local"), 2);
     let took = started.elapsed();
     endpoint.set_faults(Faults::default());
-    host.exit(&out);
-    host.unregister(reg);
-    let log = capture.finish();
+    let log = plugin.stop();
 
     let accepted = endpoint.accepted();
     assert_eq!(accepted.len(), 2, "{log}");

@@ -1,10 +1,15 @@
-//! Shared by the integration tests: where the built artefacts are, and moto_server as the two
-//! AWS accounts (tests/support/moto_fixture.py), on 127.0.0.1.
+//! Shared by the integration tests (and benches/e2e.rs): where the built artefacts are, one
+//! lock for the tests of a binary that share the plugin, the AWS environment a plugin runs in,
+//! the plugin started as Fluent Bit starts it, and moto_server as the two AWS accounts
+//! (tests/support/moto_fixture.py), on 127.0.0.1.
 #![allow(dead_code)]
 
+use cwrs_test_host::{Host, Output, Profile, RunReport, StderrCapture};
+use std::ffi::c_int;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -45,6 +50,159 @@ fn unique() -> u64 {
     let mut n = N.lock().unwrap();
     *n += 1;
     *n
+}
+
+/// Serialises the tests of one binary that share the plugin's global state and this process's
+/// environment. A test that failed while holding it does not fail the ones after it.
+pub fn serial() -> MutexGuard<'static, ()> {
+    static SERIAL: Mutex<()> = Mutex::new(());
+    SERIAL.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The AWS environment of a plugin: IMDS off, no config or shared credentials file, and only
+/// what is added here. `apply` sets it on this process (before the plugin's first Init) and
+/// removes the variables of the credential chain it does not set; `vars` is the list for a
+/// child process (whose environment starts empty).
+#[derive(Debug, Clone)]
+pub struct Env {
+    vars: Vec<(String, String)>,
+}
+
+/// Variables that change where the credential chain looks; `apply` leaves none set but those
+/// the environment names.
+const CHAIN_VARS: &[&str] = &[
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_PROFILE",
+    "AWS_ROLE_ARN",
+    "AWS_WEB_IDENTITY_TOKEN_FILE",
+    "AWS_REGION",
+];
+
+impl Env {
+    /// IMDS off, config and shared credentials files at /nonexistent.
+    pub fn new() -> Env {
+        Env::empty()
+            .var("AWS_EC2_METADATA_DISABLED", "true")
+            .var("AWS_CONFIG_FILE", "/nonexistent")
+            .var("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
+    }
+
+    /// Nothing at all (for a child process).
+    pub fn empty() -> Env {
+        Env { vars: Vec::new() }
+    }
+
+    /// Static keys.
+    pub fn keys(self, access_key_id: &str, secret_access_key: &str) -> Env {
+        self.var("AWS_ACCESS_KEY_ID", access_key_id).var("AWS_SECRET_ACCESS_KEY", secret_access_key)
+    }
+
+    /// `key` set to `value`, replacing an earlier value; an empty value leaves `key` unset.
+    pub fn var(mut self, key: &str, value: impl Into<String>) -> Env {
+        self.vars.retain(|(k, _)| k != key);
+        self.vars.push((key.to_string(), value.into()));
+        self
+    }
+
+    /// What a child process gets.
+    pub fn vars(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.vars.iter().filter(|(_, v)| !v.is_empty()).map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+
+    /// Sets the environment on this process.
+    pub fn apply(&self) {
+        for k in CHAIN_VARS {
+            std::env::remove_var(k);
+        }
+        for (k, v) in &self.vars {
+            if v.is_empty() {
+                std::env::remove_var(k);
+            } else {
+                std::env::set_var(k, v);
+            }
+        }
+    }
+}
+
+/// The plugin loaded, registered and initialised in this process as Fluent Bit does at startup,
+/// one `[OUTPUT]` instance per set of properties (each Init must succeed). `stop`, or dropping
+/// it (a failing test too), runs ExitCtx for every instance, then Unregister; `stop` hands back
+/// what the plugin wrote to stderr when it was started `logged`.
+pub struct Plugin {
+    pub host: Arc<Host>,
+    pub reg: usize,
+    pub outs: Vec<Arc<Output>>,
+    capture: Option<StderrCapture>,
+    stopped: bool,
+}
+
+impl Plugin {
+    /// One instance in Fluent Bit `profile`.
+    pub fn start(profile: Profile, props: &[(&str, &str)]) -> Plugin {
+        Plugin::with(profile, false, &[props])
+    }
+
+    /// `start`, with stderr captured from before the load until `stop`.
+    pub fn start_logged(profile: Profile, props: &[(&str, &str)]) -> Plugin {
+        Plugin::with(profile, true, &[props])
+    }
+
+    /// One instance per entry of `instances`, all of one registration, initialised in order.
+    pub fn with(profile: Profile, logged: bool, instances: &[&[(&str, &str)]]) -> Plugin {
+        let capture = logged.then(StderrCapture::start);
+        let host = Arc::new(Host::load(&plugin(), profile).unwrap());
+        let reg = host.register().unwrap();
+        let mut started = Plugin { host, reg, outs: Vec::new(), capture, stopped: false };
+        for props in instances {
+            let out = Arc::new(started.host.new_output(reg, props));
+            started.outs.push(out.clone());
+            assert_eq!(started.host.init(&out), 1, "Init, Fluent Bit {}", profile.name);
+        }
+        started
+    }
+
+    /// The first instance.
+    pub fn out(&self) -> &Arc<Output> {
+        &self.outs[0]
+    }
+
+    /// `Host::run` on the first instance.
+    pub fn run(&self, chunks: Vec<(Vec<u8>, String)>, retry_wait: Duration) -> RunReport {
+        self.host.run(self.out(), chunks, retry_wait)
+    }
+
+    /// `Host::flush` on the first instance.
+    pub fn flush(&self, data: &[u8], tag: &str) -> c_int {
+        self.host.flush(self.out(), data, tag)
+    }
+
+    /// ExitCtx for every instance (each must answer FLB_OK), then Unregister; the captured log.
+    pub fn stop(mut self) -> String {
+        let exits = self.exit_and_unregister();
+        let log = self.capture.take().map(StderrCapture::finish).unwrap_or_default();
+        assert!(exits.iter().all(|&e| e == Some(1)), "ExitCtx answered {exits:?}");
+        log
+    }
+
+    fn exit_and_unregister(&mut self) -> Vec<Option<c_int>> {
+        if std::mem::replace(&mut self.stopped, true) {
+            return Vec::new();
+        }
+        let exits = self.outs.iter().map(|out| self.host.exit(out)).collect();
+        self.host.unregister(self.reg);
+        exits
+    }
+}
+
+impl Drop for Plugin {
+    fn drop(&mut self) {
+        self.exit_and_unregister();
+        if let Some(capture) = self.capture.take() {
+            capture.finish();
+        }
+    }
 }
 
 /// One moto_server: account 111111111111 (user `task`, may only assume the log role) and
@@ -120,25 +278,9 @@ impl Moto {
             .collect()
     }
 
-    /// Environment for a plugin process: the task account's keys, IMDS off, nothing else.
-    pub fn task_env(&self) -> Vec<(&'static str, String)> {
-        vec![
-            ("AWS_ACCESS_KEY_ID", self.task_key.0.clone()),
-            ("AWS_SECRET_ACCESS_KEY", self.task_key.1.clone()),
-            ("AWS_EC2_METADATA_DISABLED", "true".into()),
-            ("AWS_CONFIG_FILE", "/nonexistent".into()),
-            ("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent".into()),
-        ]
-    }
-
-    /// Sets `task_env` on this process (before the plugin's first Init).
-    pub fn export_task_env(&self) {
-        for (k, v) in self.task_env() {
-            std::env::set_var(k, v);
-        }
-        for k in ["AWS_SESSION_TOKEN", "AWS_PROFILE", "AWS_ROLE_ARN", "AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_REGION"] {
-            std::env::remove_var(k);
-        }
+    /// Environment for a plugin: the task account's keys, IMDS off, nothing else.
+    pub fn task_env(&self) -> Env {
+        Env::new().keys(&self.task_key.0, &self.task_key.1)
     }
 }
 
@@ -153,7 +295,7 @@ impl Drop for Moto {
 }
 
 /// Runs the test host's CLI on a config; returns (exit code, stdout, stderr).
-pub fn run_host(conf: &Path, env: &[(&str, String)], extra: &[&str]) -> (i32, String, String) {
+pub fn run_host(conf: &Path, env: &Env, extra: &[&str]) -> (i32, String, String) {
     let out = Command::new(host_bin())
         .arg("-e")
         .arg(plugin())
@@ -163,7 +305,7 @@ pub fn run_host(conf: &Path, env: &[(&str, String)], extra: &[&str]) -> (i32, St
         .args(extra)
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .envs(env.iter().map(|(k, v)| (k, v)))
+        .envs(env.vars())
         .output()
         .unwrap();
     (

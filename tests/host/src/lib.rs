@@ -17,10 +17,6 @@
 
 #![allow(clippy::missing_safety_doc)]
 
-pub mod proxy;
-pub mod strict;
-pub mod strict_sts;
-
 use std::ffi::{c_char, c_int, c_void, CStr, CString};
 use std::path::Path;
 use std::sync::mpsc;
@@ -571,4 +567,11 @@ pub fn exit_counter(log: &str, instance: &str, name: &str) -> u64 {
         .filter_map(|w| w.strip_prefix(&format!("{name}=")))
         .filter_map(|v| v.parse::<u64>().ok())
         .sum()
+}
+
+/// The instance the plugin's first `[output:cloudwatch_rs:…]` line in `log` speaks for.
+pub fn log_instance(log: &str) -> Option<String> {
+    log.lines()
+        .find_map(|l| l.split("[output:cloudwatch_rs:").nth(1).and_then(|r| r.split(']').next()))
+        .map(str::to_string)
 }

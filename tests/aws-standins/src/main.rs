@@ -5,7 +5,7 @@
 //! `refuse` (every PutLogEvents is throttled), `latency <ms>` (every PutLogEvents is answered
 //! that late: a distant region), `normal`.
 
-use cwrs_test_host::strict::{Faults, StrictEndpoint};
+use cwrs_aws_standins::strict::{Faults, StrictEndpoint};
 use std::io::{BufRead, Write};
 use std::time::Duration;
 
