@@ -238,19 +238,19 @@ mod tests {
         rmp_serde::to_vec(v).unwrap()
     }
 
-    fn encode(body: &[u8], log_key: Option<&str>) -> (Encoded, String) {
+    /// `log_key` as the config reads it: a path when it starts with `$`, else a top-level key.
+    fn log_key(k: &str) -> RecordPath {
+        if k.starts_with('$') {
+            RecordPath::parse_accessor(k).unwrap()
+        } else {
+            RecordPath::key(k)
+        }
+    }
+
+    fn encode(body: &[u8], key: Option<&str>) -> (Encoded, String) {
         let mut out = Vec::new();
-        let format = MessageFormat {
-            log_key: log_key.map(|k| {
-                if k.starts_with('$') {
-                    RecordPath::parse_accessor(k).unwrap()
-                } else {
-                    RecordPath::key(k)
-                }
-            }),
-            truncation_marker: "[cut]".into(),
-            ..Default::default()
-        };
+        let format =
+            MessageFormat { log_key: key.map(log_key), truncation_marker: "[cut]".into(), ..Default::default() };
         let r = Encoder::new().encode(body, 0, &format, &mut out).unwrap();
         (r, String::from_utf8(out).unwrap())
     }
@@ -368,19 +368,10 @@ mod tests {
     fn the_escaped_form_stands_for_the_message_and_counts_its_length() {
         let v = serde_json::json!({"q": "a\"b\\c\n\u{1}\u{1f}é", "n": [1.5, null], "k\"": {"x": "\t"}});
         let body = msgpack(&v);
-        for log_key in [None, Some("q"), Some("n"), Some("$['k\"']['x']")] {
-            let format = MessageFormat {
-                log_key: log_key.map(|k| {
-                    if k.starts_with('$') {
-                        RecordPath::parse_accessor(k).unwrap()
-                    } else {
-                        RecordPath::key(k)
-                    }
-                }),
-                ..Default::default()
-            };
+        for key in [None, Some("q"), Some("n"), Some("$['k\"']['x']")] {
+            let format = MessageFormat { log_key: key.map(log_key), ..Default::default() };
             let (_, plain, escaped, len) = both_forms(&body, &format);
-            assert_eq!(unescape(&escaped), plain, "{log_key:?}");
+            assert_eq!(unescape(&escaped), plain, "{key:?}");
             assert_eq!(len, plain.len());
         }
         // a binary key, invalid UTF-8 in a raw log_key value, base64, an EMF document
