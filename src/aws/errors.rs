@@ -159,6 +159,10 @@ where
 /// What an error answer (status not 2xx, or a 2xx the SDK could not read) means.
 fn answer_failure(raw: &HttpResponse) -> Failure {
     let status = raw.status().as_u16();
+    if (200..300).contains(&status) {
+        // a success the SDK could not read
+        return Failure::Misbehaving { status, detail: not_cloudwatch(raw, NOT_A_SUCCESS) };
+    }
     let Some(AwsError { code, message, from_cloudwatch }) = aws_error(raw) else {
         return Failure::Misbehaving { status, detail: not_cloudwatch(raw, "not CloudWatch Logs' error shape") };
     };
@@ -249,6 +253,8 @@ fn json_object_strings<const N: usize>(body: &[u8], keys: &[&str; N]) -> Option<
     tokens.next().is_none().then_some(found)
 }
 
+const NOT_A_SUCCESS: &str = "a success that is not CloudWatch Logs' JSON answer";
+
 /// An answer that is not CloudWatch Logs', said without its body (which may be a whole page).
 fn not_cloudwatch(raw: &HttpResponse, what: &str) -> String {
     let content_type = raw.headers().get("content-type").unwrap_or("none");
@@ -299,7 +305,7 @@ impl Intercept for ExpectCloudWatchAnswer {
         if context.output_or_error().is_err() || is_cloudwatch_success(raw) {
             return Ok(());
         }
-        let detail = not_cloudwatch(raw, "a success that is not CloudWatch Logs' JSON answer");
+        let detail = not_cloudwatch(raw, NOT_A_SUCCESS);
         Err(Box::new(NotCloudWatch { status: raw.status().as_u16(), detail }))
     }
 }
