@@ -125,7 +125,7 @@ const REQUEST_REFUSED: &[&str] = &["InvalidParameterException", "DataAlreadyAcce
 
 /// Content types of CloudWatch Logs' JSON answers (moto answers `application/json`).
 const JSON_TYPES: &[&str] = &["application/x-amz-json-1.1", "application/x-amz-json-1.0", "application/json"];
-/// Content types of AWS's XML error shape (moto's and STS's authentication errors).
+/// Content types of AWS's XML error shape (STS's authentication errors; moto sends it as text/html).
 const XML_TYPES: &[&str] = &["text/xml", "application/xml"];
 
 /// Sorts an SDK error into what delivery does next.
@@ -208,12 +208,18 @@ fn aws_error(raw: &HttpResponse) -> Option<AwsError> {
         let message = fields[1].clone().or_else(|| fields[2].clone()).unwrap_or_default();
         return Some(AwsError { code: code.to_owned(), message, from_cloudwatch: true });
     }
-    if XML_TYPES.contains(&content_type.as_str()) {
+    if XML_TYPES.contains(&content_type.as_str()) || looks_like_xml_error(body) {
         let code = tag_text(body, "Code")?;
         let message = tag_text(body, "Message").unwrap_or_default();
         return Some(AwsError { code, message, from_cloudwatch: false });
     }
     None
+}
+
+/// AWS's XML error document whatever its content type (moto sends it as `text/html`).
+fn looks_like_xml_error(body: &[u8]) -> bool {
+    let text = body.trim_ascii_start();
+    ["<?xml".as_bytes(), b"<ErrorResponse", b"<Error>", b"<Response>"].iter().any(|start| text.starts_with(start))
 }
 
 /// `aws.protocol#Type:http://…` → `Type`, as the SDK reads error codes.
@@ -488,8 +494,14 @@ mod tests {
         assert!(
             matches!(classified(403, &[("content-type", "text/xml")], xml), Failure::Denied(m) if m == "not authorized")
         );
+        let moto = format!("<?xml version=\"1.0\" encoding=\"UTF-8\"?>{xml}");
+        assert!(matches!(classified(403, &[HTML], &moto), Failure::Denied(_)));
         // a proxy's 403 page is not an AWS refusal
         assert!(matches!(classified(403, &[HTML], "<html>Forbidden</html>"), Failure::Misbehaving { .. }));
+        assert!(matches!(
+            classified(403, &[HTML], "<!DOCTYPE html><html><Code>AccessDenied</Code></html>"),
+            Failure::Misbehaving { .. }
+        ));
     }
 
     #[test]
