@@ -100,49 +100,28 @@ fn misbehaves_then_behaves(name: &str, odd: OddAnswer) {
     eprintln!("[{name}] {line}");
 }
 
-#[test]
-fn a_302_redirect() {
-    misbehaves_then_behaves("302", OddAnswer::Redirect302);
+/// One test per odd answer: `$name`, its label in the output, the answer.
+macro_rules! odd_answer_test {
+    ($($name:ident: $label:literal, $odd:ident;)+) => {
+        $(
+            #[test]
+            fn $name() {
+                misbehaves_then_behaves($label, OddAnswer::$odd);
+            }
+        )+
+    };
 }
 
-#[test]
-fn a_404_html_page() {
-    misbehaves_then_behaves("404", OddAnswer::Html404);
-}
-
-#[test]
-fn a_413_with_an_html_body() {
-    misbehaves_then_behaves("413", OddAnswer::Html413);
-}
-
-#[test]
-fn a_200_whose_body_is_not_json() {
-    misbehaves_then_behaves("200-not-json", OddAnswer::NotJson200);
-}
-
-#[test]
-fn a_200_html_page() {
-    misbehaves_then_behaves("200-html", OddAnswer::Html200);
-}
-
-#[test]
-fn an_empty_200_html_answer() {
-    misbehaves_then_behaves("200-empty", OddAnswer::Empty200);
-}
-
-#[test]
-fn a_400_in_someone_elses_json() {
-    misbehaves_then_behaves("400-foreign-json", OddAnswer::ForeignJson400);
-}
-
-#[test]
-fn a_502_from_a_load_balancer() {
-    misbehaves_then_behaves("502", OddAnswer::Html502);
-}
-
-#[test]
-fn a_504_from_a_load_balancer() {
-    misbehaves_then_behaves("504", OddAnswer::Html504);
+odd_answer_test! {
+    a_302_redirect: "302", Redirect302;
+    a_404_html_page: "404", Html404;
+    a_413_with_an_html_body: "413", Html413;
+    a_200_whose_body_is_not_json: "200-not-json", NotJson200;
+    a_200_html_page: "200-html", Html200;
+    an_empty_200_html_answer: "200-empty", Empty200;
+    a_400_in_someone_elses_json: "400-foreign-json", ForeignJson400;
+    a_502_from_a_load_balancer: "502", Html502;
+    a_504_from_a_load_balancer: "504", Html504;
 }
 
 #[test]

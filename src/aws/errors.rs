@@ -438,7 +438,8 @@ mod tests {
     #[test]
     fn what_proxies_and_load_balancers_answer_is_misbehaving_and_retried() {
         let page = "<html><head><title>404 Not Found</title></head><body>nginx</body></html>";
-        let cases: &[(u16, &[(&str, &str)], &str)] = &[
+        type Case<'a> = (u16, &'a [(&'a str, &'a str)], &'a str);
+        let cases: &[Case] = &[
             (302, &[("location", "https://portal.example/login")], ""),
             (301, &[HTML], page),
             (404, &[HTML], page),
