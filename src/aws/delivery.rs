@@ -122,10 +122,21 @@ impl Delivery {
                     );
                     return BatchOutcome::Retry;
                 }
-                Failure::Transient { detail, .. } => {
+                // an endpoint that does not answer as CloudWatch says nothing about the batch
+                Failure::Transient { detail, .. } | Failure::Misbehaving { detail, .. } => {
                     log_warn!(
                         &self.label,
                         "PutLogEvents to '{}'/'{}' gave up: {}; the chunk will be retried",
+                        group,
+                        stream,
+                        detail
+                    );
+                    return BatchOutcome::Retry;
+                }
+                Failure::NotSent(detail) => {
+                    log_error!(
+                        &self.label,
+                        "PutLogEvents to '{}'/'{}' could not be sent: {}; the chunk will be retried",
                         group,
                         stream,
                         detail
@@ -258,7 +269,10 @@ impl Delivery {
                     Err(e) => classify(&e),
                 };
                 let why = match failure {
-                    Failure::Transient { .. } | Failure::Credentials(_) | Failure::NoCredentials(_) => None,
+                    Failure::Transient { .. }
+                    | Failure::Misbehaving { .. }
+                    | Failure::Credentials(_)
+                    | Failure::NoCredentials(_) => None,
                     Failure::Denied(detail) => {
                         Some(format!("access denied (the principal needs logs:PutRetentionPolicy): {detail}"))
                     }

@@ -1,6 +1,7 @@
 //! PutLogEvents with a body written by the core (`core::batch::request_body`), and what its
 //! answer says about events CloudWatch rejected one by one.
 
+use crate::aws::errors::ExpectCloudWatchAnswer;
 use crate::core::batch::LogEvent;
 use crate::sync::lock;
 use aws_sdk_cloudwatchlogs::config::interceptors::BeforeTransmitInterceptorContextMut;
@@ -30,6 +31,7 @@ pub async fn put_log_events(
         .set_log_events(Some(Vec::new()))
         .customize()
         .interceptor(PreEncodedBody { body: Mutex::new(Some(body)), log_format })
+        .interceptor(ExpectCloudWatchAnswer)
         .send()
         .await
 }

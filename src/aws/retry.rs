@@ -57,6 +57,7 @@ impl<Refused: Fn(SystemTime)> RetryPolicy<'_, Refused> {
             };
             let (throttled, detail) = match &failure {
                 Failure::Transient { throttled, detail } => (*throttled, detail),
+                Failure::Misbehaving { detail, .. } => (false, detail),
                 Failure::Credentials(detail) => {
                     (self.credentials_refused)(started);
                     (false, detail)

@@ -1,58 +1,88 @@
-//! `startup_check`: before the first record is at stake, resolve the base identity, get the
-//! credentials to write with (AssumeRole), and ask CloudWatch whether the log group may be
-//! written, with an empty PutLogEvents to a stream that does not exist (nothing is written).
+//! `startup_check`: before the first record is at stake, get the credentials to write with
+//! (AssumeRole, when `role_arn` is set) and ask CloudWatch whether the log group may be written,
+//! with an empty PutLogEvents to a stream that does not exist (nothing is written). STS is asked
+//! who the base credentials belong to only when there is a role to assume (the line then says
+//! who assumes it); without one, the line names where the base credentials come from.
+//!
+//! Fluent Bit's start waits for it: every step shares one bound, `BOUND`.
 
 use crate::aws::client::Clients;
-use crate::aws::errors::{classify, error_chain, Failure};
+use crate::aws::errors::{classify, error_chain, ExpectCloudWatchAnswer, Failure};
 use crate::core::config::{Config, StartupCheck};
 use crate::log::{log_info, log_warn};
+use std::future::Future;
 use std::time::Duration;
+use tokio::time::{timeout_at, Instant};
 
-/// How long Init may spend on the startup check.
-const TIMEOUT: Duration = Duration::from_secs(10);
+/// How long Init may spend on the whole startup check, all steps together.
+const BOUND: Duration = Duration::from_secs(5);
 
-/// Runs the check within `TIMEOUT`: one line saying what is wrong, or `Ok` with what was found.
+/// Runs the check within `BOUND`: one line saying what is wrong, or `Ok` with what was found.
 pub async fn startup_check(config: &Config, clients: &Clients) -> Result<String, String> {
-    tokio::time::timeout(TIMEOUT, check(config, clients))
-        .await
-        .unwrap_or_else(|_| Err(format!("startup check: no answer within {TIMEOUT:?}")))
+    let deadline = Instant::now() + BOUND;
+    check(config, clients, deadline).await.map_err(|why| format!("startup check: {why}"))
 }
 
-async fn check(config: &Config, clients: &Clients) -> Result<String, String> {
+/// `step` unless the check's deadline comes first.
+async fn within<T>(deadline: Instant, step: &str, future: impl Future<Output = T>) -> Result<T, String> {
+    timeout_at(deadline, future).await.map_err(|_| format!("no answer within {BOUND:?} ({step})"))
+}
+
+async fn check(config: &Config, clients: &Clients, deadline: Instant) -> Result<String, String> {
     let group = config.probe_group();
     let cache = &clients.credentials;
-    if let Err(e) = cache.get().await {
-        return Err(format!("startup check: {}", error_chain(&e)));
-    }
-    let principal = cache.principal().await.map_err(|why| {
-        format!("startup check: STS does not answer for the base credentials: an unidentified principal ({why})")
-    })?;
+    let what = if config.role_arn.is_some() { "AssumeRole" } else { "getting the base credentials" };
+    within(deadline, what, cache.get()).await?.map_err(|e| error_chain(&e))?;
+    // who the writer is: with a role, who assumed it (STS); without, where the keys come from
+    let identity = match &config.role_arn {
+        Some(_) => {
+            let principal = within(deadline, "GetCallerIdentity", cache.principal()).await?.map_err(|why| {
+                format!("STS does not answer for the base credentials: an unidentified principal ({why})")
+            })?;
+            format!("base identity {principal}, writing as {}", cache.describe())
+        }
+        None => format!("writing with the base credentials from {} (no role_arn: STS not asked)", base_source(config)),
+    };
     let probe = clients
         .logs
         .put_log_events()
         .log_group_name(&group)
         .log_stream_name(format!("cloudwatch_rs-startup-check-{}", std::process::id()))
         .set_log_events(Some(Vec::new()))
-        .send()
-        .await;
-    let writer = if config.role_arn.is_some() { cache.describe().to_string() } else { principal.clone() };
-    let verdict = match probe {
-        Ok(_) => Ok(()),
-        Err(e) => match classify(&e) {
-            Failure::StreamMissing | Failure::Invalid(_) => Ok(()),
-            Failure::GroupMissing if config.auto_create_group => Ok(()),
-            Failure::GroupMissing => Err(format!("log group '{}' does not exist and auto_create_group is off", group)),
-            Failure::Denied(d) => {
-                Err(format!("{writer} may not write to log group '{}' (needs logs:PutLogEvents): {d}", group))
-            }
-            other => Err(format!("CloudWatch Logs unreachable or refusing: {other:?}")),
-        },
+        .customize()
+        .interceptor(ExpectCloudWatchAnswer)
+        .send();
+    let writer = match &config.role_arn {
+        Some(_) => cache.describe().to_owned(),
+        None => format!("the base credentials from {}", base_source(config)),
     };
-    match verdict {
-        Ok(()) => {
-            Ok(format!("startup check passed: base identity {principal}, writing as {writer} to log group '{}'", group))
-        }
-        Err(why) => Err(format!("startup check: {why}")),
+    match within(deadline, "PutLogEvents probe", probe).await? {
+        Ok(_) => {}
+        Err(e) => match classify(&e) {
+            // CloudWatch's answers to the probe when the group may be written
+            Failure::StreamMissing | Failure::Invalid(_) => {}
+            Failure::GroupMissing if config.auto_create_group => {}
+            Failure::GroupMissing => {
+                return Err(format!("log group '{group}' does not exist and auto_create_group is off"))
+            }
+            Failure::Denied(d) => {
+                return Err(format!("{writer} may not write to log group '{group}' (needs logs:PutLogEvents): {d}"))
+            }
+            Failure::Misbehaving { detail, .. } => {
+                return Err(format!("the endpoint does not answer as CloudWatch Logs: {detail}"))
+            }
+            other => return Err(format!("CloudWatch Logs unreachable or refusing: {other:?}")),
+        },
+    }
+    Ok(format!("startup check passed: {identity} to log group '{group}'"))
+}
+
+/// Where the base credentials come from, as far as the configuration says.
+fn base_source(config: &Config) -> String {
+    match (&config.credentials_endpoint, &config.profile) {
+        (Some(url), _) => format!("credentials_endpoint {url}"),
+        (None, Some(profile)) => format!("profile '{profile}'"),
+        (None, None) => "the default chain".to_owned(),
     }
 }
 

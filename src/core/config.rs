@@ -11,7 +11,7 @@ use crate::core::names::{check_group_name, check_stream_name, NameKind};
 use crate::core::naming::NameRule;
 use crate::core::record_path::RecordPath;
 use crate::core::template::Template;
-use crate::core::url::split_http_url;
+use crate::core::url::{host_reach, split_authority, split_http_url, HostReach};
 use std::fmt::{self, Write as _};
 use std::time::Duration;
 
@@ -177,7 +177,7 @@ const CREDENTIALS_ENDPOINT: Key = Key {
     name: "credentials_endpoint",
     default: Unset::Nothing,
     from: "Go",
-    meaning: "`http://` URL answering container-credentials JSON, used for the base credentials instead of the default chain.",
+    meaning: "`http://` URL answering container-credentials JSON, used for the base credentials instead of the default chain (to this host or the container-credential addresses, see `allow_cleartext_endpoints`).",
 };
 const STARTUP_CHECK: Key = Key {
     name: "startup_check",
@@ -189,13 +189,19 @@ const STS_ENDPOINT: Key = Key {
     name: "sts_endpoint",
     default: Unset::Computed("regional STS endpoint"),
     from: "C, Go",
-    meaning: "Full URL of STS (`https://host[:port]`, `http://` for tests); VPC endpoints.",
+    meaning: "Full URL of STS (`https://host[:port]`; `http://` only to this host, see `allow_cleartext_endpoints`); VPC endpoints.",
 };
 const ENDPOINT: Key = Key {
     name: "endpoint",
     default: Unset::Computed("regional CloudWatch Logs endpoint"),
     from: "C, Go",
-    meaning: "Full URL of CloudWatch Logs (`https://host[:port]`).",
+    meaning: "Full URL of CloudWatch Logs (`https://host[:port]`; `http://` only to this host, see `allow_cleartext_endpoints`).",
+};
+const ALLOW_CLEARTEXT_ENDPOINTS: Key = Key {
+    name: "allow_cleartext_endpoints",
+    default: Unset::Value("off"),
+    from: "-",
+    meaning: "Development only: allow `http://` in `endpoint`, `sts_endpoint` and `credentials_endpoint` to hosts that may not be this one (a LocalStack container reached by name); every start then logs a warning naming them. Off: `http://` only to 127.0.0.0/8, `[::1]` or `localhost` (and, for `credentials_endpoint`, 169.254.170.2, 169.254.170.23, `[fd00:ec2::23]`).",
 };
 const LOG_KEY: Key = Key {
     name: "log_key",
@@ -308,6 +314,7 @@ pub const KEYS: &[Key] = &[
     STARTUP_CHECK,
     STS_ENDPOINT,
     ENDPOINT,
+    ALLOW_CLEARTEXT_ENDPOINTS,
     LOG_KEY,
     LOG_KEY_MISSING,
     LOG_FORMAT,
@@ -555,7 +562,7 @@ impl Config {
                     .to_owned(),
             );
         }
-        Ok(Config {
+        let mut config = Config {
             region,
             group,
             stream,
@@ -630,7 +637,15 @@ impl Config {
                 ),
             },
             warnings,
-        })
+        };
+        let cleartext = [
+            (&ENDPOINT, &config.endpoint),
+            (&STS_ENDPOINT, &config.sts_endpoint),
+            (&CREDENTIALS_ENDPOINT, &config.credentials_endpoint),
+        ];
+        let warning = check_cleartext(&cleartext, flag(&get, &ALLOW_CLEARTEXT_ENDPOINTS)?)?;
+        config.warnings.extend(warning);
+        Ok(config)
     }
 
     /// The group the startup check probes: the fixed name, or a template's fallback.
@@ -840,19 +855,60 @@ fn check_sts_text(v: &str, min: usize, max: usize, extra: &str) -> Result<(), St
 /// A full endpoint URL: `http(s)://host[:port][/path]`.
 fn check_url(key: &Key, v: &str) -> Result<String, ConfigError> {
     let allowed = "a full URL such as https://logs.us-east-1.amazonaws.com or http://127.0.0.1:4566";
-    let rest = v.strip_prefix("https://").or_else(|| v.strip_prefix("http://")).ok_or_else(|| bad(key, v, allowed))?;
-    let authority = rest.split('/').next().unwrap_or_default();
-    let (host, port) = match authority.rsplit_once(':') {
-        Some((h, p)) if !h.ends_with(']') || authority.starts_with('[') => (h, Some(p)),
-        _ => (authority, None),
-    };
-    let host_ok = !host.is_empty() && host.bytes().all(|b| b.is_ascii_alphanumeric() || b".-_[]:".contains(&b));
+    if !(v.starts_with("https://") || v.starts_with("http://")) {
+        return Err(bad(key, v, allowed));
+    }
+    let (host, port) = split_authority(v).ok_or_else(|| bad(key, v, allowed))?;
+    let host_ok = host.bytes().all(|b| b.is_ascii_alphanumeric() || b".-_:".contains(&b));
     let port_ok = port.is_none_or(|p| p.parse::<u16>().is_ok_and(|n| n > 0));
     if host_ok && port_ok && !v.contains(char::is_whitespace) {
         Ok(v.trim_end_matches('/').to_owned())
     } else {
         Err(bad(key, v, allowed))
     }
+}
+
+/// Plain `http://` only where it cannot leave the host: to loopback, and for
+/// `credentials_endpoint` also to the container-credential addresses (`HostReach`). Anything
+/// else — a name included, whatever it resolves to — is refused unless `allowed`
+/// (`allow_cleartext_endpoints`); then the warning to log at every start names them.
+fn check_cleartext(urls: &[(&Key, &Option<String>)], allowed: bool) -> Result<Option<String>, ConfigError> {
+    let mut elsewhere = Vec::new();
+    for (key, url) in urls {
+        let Some(url) = url.as_deref().filter(|u| u.starts_with("http://")) else { continue };
+        let containers = key.name == CREDENTIALS_ENDPOINT.name;
+        let reach = split_authority(url).map_or(HostReach::Elsewhere, |(host, _)| host_reach(host));
+        match reach {
+            HostReach::Loopback => continue,
+            HostReach::ContainerCredentials if containers => continue,
+            _ if allowed => elsewhere.push(format!("{} {url}", key.name)),
+            _ => {
+                let local = if containers {
+                    "127.0.0.0/8, [::1], localhost, or the container-credential addresses 169.254.170.2, \
+                     169.254.170.23, [fd00:ec2::23]"
+                } else {
+                    "127.0.0.0/8, [::1] or localhost (or https://)"
+                };
+                return Err(bad(
+                    key,
+                    url,
+                    format!(
+                        "http:// only to this host: {local}; a name other than localhost cannot be proven local \
+                         (set {} on for a development setup)",
+                        ALLOW_CLEARTEXT_ENDPOINTS.name
+                    ),
+                ));
+            }
+        }
+    }
+    Ok((!elsewhere.is_empty()).then(|| {
+        format!(
+            "{} is on: {} in cleartext to a host that may not be this one; requests, their signatures and \
+             session tokens cross the network unencrypted (for development only)",
+            ALLOW_CLEARTEXT_ENDPOINTS.name,
+            elsewhere.join(", ")
+        )
+    }))
 }
 
 /// `30`, `30s`, `1500ms`, `2m`.
@@ -968,6 +1024,10 @@ mod tests {
             (&[("plugin_log_level", "loud")], "plugin_log_level"),
             (&[("stats_interval", "0s")], "stats_interval"),
             (&[("add_entity", "perhaps")], "add_entity"),
+            (&[("endpoint", "http://10.0.0.1")], "endpoint"),
+            (&[("sts_endpoint", "http://localstack:4566")], "sts_endpoint"),
+            (&[("credentials_endpoint", "http://10.0.0.1/creds")], "credentials_endpoint"),
+            (&[("allow_cleartext_endpoints", "sure")], "allow_cleartext_endpoints"),
         ];
         for (extra, key) in cases {
             let err = with(extra).expect_err(&format!("{extra:?} should fail"));
@@ -1031,6 +1091,83 @@ mod tests {
         assert!(!c.group.per_record() && c.stream.per_record());
         let c = with(&[("log_stream_template", "$x")]).unwrap();
         assert_eq!(c.stream.static_name("app"), "p-app");
+    }
+
+    #[test]
+    fn cleartext_only_where_it_cannot_leave_the_host() {
+        let loopback = [
+            "http://127.0.0.1:4566",
+            "http://127.1.2.3:4566",
+            "http://localhost:4566",
+            "http://LOCALHOST",
+            "http://[::1]",
+            "http://[::1]:4566/",
+        ];
+        let containers = [
+            "http://169.254.170.2/v2/credentials/x",
+            "http://169.254.170.23/v1/credentials",
+            "http://[fd00:ec2::23]/c",
+        ];
+        let elsewhere = [
+            "http://10.0.0.1",
+            "http://localstack:4566",
+            "http://my-host.local",
+            "http://127.0.0.1.nip.io",
+            "http://[::ffff:127.0.0.1]",
+            "http://169.254.169.254",
+        ];
+        for key in ["endpoint", "sts_endpoint", "credentials_endpoint"] {
+            for url in loopback {
+                let c = with(&[(key, url)]).unwrap_or_else(|e| panic!("{key} {url}: {e}"));
+                assert!(c.warnings.is_empty(), "{key} {url}: {:?}", c.warnings);
+            }
+            for url in containers {
+                let refused = with(&[(key, url)]).is_err();
+                assert_eq!(refused, key != "credentials_endpoint", "{key} {url}");
+            }
+            for url in elsewhere {
+                let line = with(&[(key, url)]).expect_err(&format!("{key} {url}")).to_string();
+                assert!(
+                    line.starts_with(&format!(
+                        "invalid value for '{key}': '{url}'; allowed: http:// only to this host: 127.0.0.0/8"
+                    )),
+                    "{line}"
+                );
+                assert!(line.contains("allow_cleartext_endpoints") && !line.contains('\n'), "{line}");
+                // the opt-in lets it through, with one warning naming it
+                let c = with(&[(key, url), ("allow_cleartext_endpoints", "on")]).unwrap();
+                assert_eq!(c.warnings.len(), 1, "{:?}", c.warnings);
+                assert!(
+                    c.warnings[0].contains(&format!("{key} {url}")) && c.warnings[0].contains("cleartext"),
+                    "{:?}",
+                    c.warnings
+                );
+            }
+        }
+        // userinfo is never a URL the plugin takes, cleartext or not
+        for url in
+            ["http://127.0.0.1@evil.example", "https://127.0.0.1@evil.example", "http://localhost:80@evil.example"]
+        {
+            let e = with(&[("endpoint", url), ("allow_cleartext_endpoints", "on")]).expect_err(url);
+            assert_eq!(e.key, "endpoint");
+        }
+        assert_eq!(
+            with(&[("credentials_endpoint", "http://user@127.0.0.1/c")]).unwrap_err().key,
+            "credentials_endpoint"
+        );
+        // https is not cleartext: any host, no warning
+        let c = with(&[("endpoint", "https://localstack:4566"), ("sts_endpoint", "https://10.0.0.1")]).unwrap();
+        assert!(c.warnings.is_empty());
+        // both named in one line
+        let c = with(&[
+            ("endpoint", "http://localstack:4566"),
+            ("sts_endpoint", "http://localstack:4566"),
+            ("allow_cleartext_endpoints", "on"),
+        ])
+        .unwrap();
+        assert_eq!(c.warnings.len(), 1);
+        assert!(c.warnings[0].contains("endpoint http://localstack:4566, sts_endpoint http://localstack:4566"));
+        assert_eq!(with(&[("allow_cleartext_endpoints", "sure")]).unwrap_err().key, "allow_cleartext_endpoints");
     }
 
     #[test]

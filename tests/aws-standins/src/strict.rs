@@ -5,8 +5,10 @@
 //! order, a span under 24 hours among the valid events — answers with real error shapes
 //! (`__type`, `x-amzn-ErrorType`, `x-amzn-RequestId`), keeps groups and streams, records every
 //! accepted event, rejects events older than 14 days or more than 2 hours ahead one by one in
-//! `rejectedLogEventsInfo`, and injects faults on demand. A request it refuses for breaking a
-//! rule is counted in `rule_violations`: a correct client causes none.
+//! `rejectedLogEventsInfo`, and injects faults on demand: CloudWatch's own, and the odd answers
+//! of what may stand in front of it (`OddAnswer`: redirects, HTML pages, non-JSON 200s). A
+//! request it refuses for breaking a rule is counted in `rule_violations`: a correct client
+//! causes none.
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
@@ -41,12 +43,92 @@ pub struct Faults {
     pub delete_group: f64,
     /// 400 ExpiredTokenException
     pub expired_token: f64,
+    /// 400 InvalidParameterException in CloudWatch's own shape: a genuine refusal of the batch
+    pub invalid_parameter: f64,
     /// the first 1-3 events are answered as too old (and not stored)
     pub reject_old: f64,
     /// the last 1-3 events are answered as too new (and not stored)
     pub reject_new: f64,
     /// after this many accepted PutLogEvents calls, every further one is throttled
     pub throttle_after_puts: Option<u64>,
+    /// a PutLogEvents call meets this odd answer with this probability (see also
+    /// `StrictEndpoint::odd_answers_for_next`)
+    pub odd: Option<(OddAnswer, f64)>,
+}
+
+/// What a proxy, load balancer or captive portal answers instead of CloudWatch Logs. The call is
+/// not processed: nothing is stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OddAnswer {
+    /// 302 to a login page, no body
+    Redirect302,
+    /// 404 with an HTML page
+    Html404,
+    /// 413 Request Entity Too Large with an HTML body
+    Html413,
+    /// 200 with CloudWatch's content type and a body that is not JSON
+    NotJson200,
+    /// 200 with a `text/html` page
+    Html200,
+    /// 200 with `text/html` and no body (which the SDK alone would take for success)
+    Empty200,
+    /// 400 with a JSON body that is not CloudWatch's error shape
+    ForeignJson400,
+    /// 502 Bad Gateway from a load balancer, HTML
+    Html502,
+    /// 504 Gateway Time-out from a load balancer, HTML
+    Html504,
+}
+
+impl OddAnswer {
+    pub const ALL: [OddAnswer; 9] = [
+        OddAnswer::Redirect302,
+        OddAnswer::Html404,
+        OddAnswer::Html413,
+        OddAnswer::NotJson200,
+        OddAnswer::Html200,
+        OddAnswer::Empty200,
+        OddAnswer::ForeignJson400,
+        OddAnswer::Html502,
+        OddAnswer::Html504,
+    ];
+
+    /// The whole HTTP answer.
+    fn bytes(self) -> Vec<u8> {
+        let page = |title: &str| {
+            format!("<html>\r\n<head><title>{title}</title></head>\r\n<body>\r\n<center><h1>{title}</h1></center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n")
+        };
+        let (status, content_type, extra, body) = match self {
+            OddAnswer::Redirect302 => {
+                ("302 Found", None, "Location: https://portal.example/login?next=%2F\r\n", String::new())
+            }
+            OddAnswer::Html404 => ("404 Not Found", Some("text/html"), "", page("404 Not Found")),
+            OddAnswer::Html413 => {
+                ("413 Request Entity Too Large", Some("text/html"), "", page("413 Request Entity Too Large"))
+            }
+            OddAnswer::NotJson200 => ("200 OK", Some("application/x-amz-json-1.1"), "", "OK".to_string()),
+            OddAnswer::Html200 => {
+                ("200 OK", Some("text/html; charset=utf-8"), "", page("Welcome to the guest network"))
+            }
+            OddAnswer::Empty200 => ("200 OK", Some("text/html"), "", String::new()),
+            OddAnswer::ForeignJson400 => (
+                "400 Bad Request",
+                Some("application/json"),
+                "",
+                r#"{"error":"Bad Request","message":"request rejected by policy","status":400}"#.to_string(),
+            ),
+            OddAnswer::Html502 => ("502 Bad Gateway", Some("text/html"), "", page("502 Bad Gateway")),
+            OddAnswer::Html504 => ("504 Gateway Time-out", Some("text/html"), "", page("504 Gateway Time-out")),
+        };
+        let mut head = format!("HTTP/1.1 {status}\r\nServer: nginx\r\n{extra}Content-Length: {}\r\n", body.len());
+        if let Some(t) = content_type {
+            head.push_str(&format!("Content-Type: {t}\r\n"));
+        }
+        head.push_str("\r\n");
+        let mut out = head.into_bytes();
+        out.extend_from_slice(body.as_bytes());
+        out
+    }
 }
 
 impl Faults {
@@ -64,7 +146,7 @@ impl Faults {
             expired_token: p,
             reject_old: p,
             reject_new: p,
-            throttle_after_puts: None,
+            ..Faults::default()
         }
     }
 }
@@ -102,8 +184,11 @@ pub struct Counters {
     pub injected_delete_stream: AtomicU64,
     pub injected_delete_group: AtomicU64,
     pub injected_expired_token: AtomicU64,
+    pub injected_invalid_parameter: AtomicU64,
     pub injected_reject_old: AtomicU64,
     pub injected_reject_new: AtomicU64,
+    /// odd answers given instead of CloudWatch's
+    pub injected_odd: AtomicU64,
     pub groups_created: AtomicU64,
     pub streams_created: AtomicU64,
     /// PutLogEvents calls being read or answered now, and the most seen at once.
@@ -146,6 +231,8 @@ struct State {
     accepted: Mutex<Vec<Accepted>>,
     violations: Mutex<Vec<String>>,
     faults: Mutex<Faults>,
+    /// this odd answer for the next N PutLogEvents calls
+    odd_for_next: Mutex<Option<(OddAnswer, u64)>>,
     rng: Mutex<u64>,
     counters: Counters,
     stop: AtomicBool,
@@ -197,6 +284,11 @@ impl StrictEndpoint {
         *self.state.faults.lock().unwrap() = faults;
     }
 
+    /// The next `calls` PutLogEvents calls get `odd` (then the endpoint behaves again).
+    pub fn odd_answers_for_next(&self, odd: OddAnswer, calls: u64) {
+        *self.state.odd_for_next.lock().unwrap() = Some((odd, calls));
+    }
+
     pub fn counters(&self) -> &Counters {
         &self.state.counters
     }
@@ -246,7 +338,7 @@ impl StrictEndpoint {
         format!(
             "requests={} put_ok={} rule_violations={} not_found={} events_accepted={} rejected_old={} rejected_new={} \
              injected: throttle={} 500={} 503={} reset={} slow={} (discarded {}) delete_stream={} delete_group={} \
-             expired_token={} reject_old={} reject_new={} max_puts_in_flight={}",
+             expired_token={} reject_old={} reject_new={} odd={} max_puts_in_flight={}",
             f(&c.requests),
             f(&c.put_calls_ok),
             f(&c.rule_violations),
@@ -265,6 +357,7 @@ impl StrictEndpoint {
             f(&c.injected_expired_token),
             f(&c.injected_reject_old),
             f(&c.injected_reject_new),
+            f(&c.injected_odd),
             f(&c.max_puts_in_flight),
         )
     }
@@ -341,6 +434,12 @@ fn serve(tcp: TcpStream, tls: Option<Arc<rustls::ServerConfig>>, st: &State) {
         }
         let body: Vec<u8> = buf[head_len..head_len + length].to_vec();
         buf.drain(..head_len + length);
+        if let Some(Fault::Odd(odd)) = fault {
+            if conn.write_all(&odd.bytes()).and_then(|_| conn.flush()).is_err() {
+                return;
+            }
+            continue;
+        }
         if fault == Some(Fault::Slow) {
             let slow_for = st.faults.lock().unwrap().slow_for;
             std::thread::sleep(slow_for);
@@ -471,8 +570,10 @@ enum Fault {
     DeleteStream,
     DeleteGroup,
     ExpiredToken,
+    InvalidParameter,
     RejectOld,
     RejectNew,
+    Odd(OddAnswer),
 }
 
 fn next_rand(st: &State) -> u64 {
@@ -485,9 +586,21 @@ fn next_rand(st: &State) -> u64 {
 }
 
 fn draw_fault(st: &State) -> Option<Fault> {
+    {
+        let mut next = st.odd_for_next.lock().unwrap();
+        if let Some((odd, left)) = next.as_mut() {
+            let odd = *odd;
+            *left -= 1;
+            if *left == 0 {
+                *next = None;
+            }
+            st.counters.injected_odd.fetch_add(1, Relaxed);
+            return Some(Fault::Odd(odd));
+        }
+    }
     let f = st.faults.lock().unwrap().clone();
 
-    let table = [
+    let mut table = vec![
         (f.throttle, Fault::Throttle),
         (f.http500, Fault::Http500),
         (f.http503, Fault::Http503),
@@ -496,9 +609,11 @@ fn draw_fault(st: &State) -> Option<Fault> {
         (f.delete_stream, Fault::DeleteStream),
         (f.delete_group, Fault::DeleteGroup),
         (f.expired_token, Fault::ExpiredToken),
+        (f.invalid_parameter, Fault::InvalidParameter),
         (f.reject_old, Fault::RejectOld),
         (f.reject_new, Fault::RejectNew),
     ];
+    table.extend(f.odd.map(|(odd, p)| (p, Fault::Odd(odd))));
     let x = (next_rand(st) >> 11) as f64 / (1u64 << 53) as f64;
     let mut acc = 0.0;
     for (p, fault) in table {
@@ -514,8 +629,10 @@ fn draw_fault(st: &State) -> Option<Fault> {
                 Fault::DeleteStream => &c.injected_delete_stream,
                 Fault::DeleteGroup => &c.injected_delete_group,
                 Fault::ExpiredToken => &c.injected_expired_token,
+                Fault::InvalidParameter => &c.injected_invalid_parameter,
                 Fault::RejectOld => &c.injected_reject_old,
                 Fault::RejectNew => &c.injected_reject_new,
+                Fault::Odd(_) => &c.injected_odd,
             }
             .fetch_add(1, Relaxed);
             return Some(fault);
@@ -629,6 +746,9 @@ fn put(
         Some(Fault::Http503) => return error(503, "ServiceUnavailableException", "The service is unavailable"),
         Some(Fault::ExpiredToken) => {
             return error(400, "ExpiredTokenException", "The security token included in the request is expired")
+        }
+        Some(Fault::InvalidParameter) => {
+            return error(400, "InvalidParameterException", "1 validation error detected: injected by the test")
         }
         Some(Fault::DeleteStream) => {
             if let Some(g) = st.groups.lock().unwrap().get_mut(group) {
