@@ -1,14 +1,18 @@
 //! The retry loop every AWS call of a flush goes through: transient failures retried with
 //! exponential backoff and full jitter until the flush deadline, refused credentials retried
-//! once they have been dropped, everything else returned at once.
+//! once they have been dropped, everything else returned at once. Once Fluent Bit is stopping
+//! (`stop`), nothing is retried and a call gets `stop::WINDOW` to finish.
 
 use crate::aws::errors::{classify, Failure};
 use crate::log::log_debug;
 use crate::stats::Stats;
+use crate::stop;
 use aws_sdk_cloudwatchlogs::error::{ProvideErrorMetadata, SdkError};
+use futures_util::future::{select, Either};
 use std::collections::hash_map::RandomState;
 use std::future::Future;
 use std::hash::BuildHasher;
+use std::pin::pin;
 use std::time::{Duration, SystemTime};
 use tokio::time::{sleep, timeout_at, Instant};
 
@@ -41,9 +45,17 @@ impl<Refused: Fn(SystemTime)> RetryPolicy<'_, Refused> {
     {
         let mut attempt: u32 = 0;
         let mut last = String::new();
+        let began = Instant::now();
         loop {
             let started = SystemTime::now();
-            let failure = match timeout_at(self.deadline, call()).await {
+            let answer = match select(pin!(timeout_at(self.deadline, call())), pin!(stop::window_closed(began))).await {
+                Either::Left((answer, _)) => answer,
+                Either::Right(_) => {
+                    let detail = format!("{name} abandoned: Fluent Bit is stopping");
+                    return Err(Failure::Transient { throttled: false, detail });
+                }
+            };
+            let failure = match answer {
                 Ok(Ok(out)) => return Ok(out),
                 Ok(Err(err)) => classify(&err),
                 Err(_) => {
@@ -67,13 +79,15 @@ impl<Refused: Fn(SystemTime)> RetryPolicy<'_, Refused> {
                 Stats::add(&self.stats.throttled, 1);
             }
             let wait = jittered_backoff(attempt);
-            if !self.auto_retry || Instant::now() + wait >= self.deadline {
+            if !self.auto_retry || stop::requested() || Instant::now() + wait >= self.deadline {
                 return Err(failure);
             }
             log_debug!(self.label, "{} failed ({}), retrying in {} ms", name, detail, wait.as_millis());
             last.clone_from(detail);
             Stats::add(&self.stats.retries, 1);
-            sleep(wait).await;
+            if let Either::Right(_) = select(pin!(sleep(wait)), pin!(stop::noticed())).await {
+                return Err(failure);
+            }
             attempt += 1;
         }
     }
