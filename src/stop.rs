@@ -7,7 +7,9 @@
 //! one attempt of a flush that starts later — gets `WINDOW` to finish. A healthy endpoint
 //! answers well within it, so what was read before the stop is still delivered; a failing one
 //! makes the flush answer RETRY at once, and Fluent Bit exits within its Grace (the chunks stay
-//! in its storage for the next start when `storage.type` is `filesystem`).
+//! in its storage for the next start when `storage.type` is `filesystem`). Once an endpoint has
+//! failed a call after the stop, its later calls are not tried at all: Fluent Bit may have many
+//! flushes queued for a worker, and joins the worker only when all of them have answered.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -30,6 +32,26 @@ static REQUESTED: AtomicBool = AtomicBool::new(false);
 /// When the runtime noticed the stop (`None` until then).
 static NOTICED: once_cell::sync::Lazy<watch::Sender<Option<Instant>>> =
     once_cell::sync::Lazy::new(|| watch::channel(None).0);
+
+/// Whether an endpoint failed a call since the stop (one per instance).
+#[derive(Debug, Default)]
+pub struct SinceStop {
+    failed: AtomicBool,
+}
+
+impl SinceStop {
+    /// Stopping, and this endpoint already failed since: not worth a try.
+    pub fn given_up(&self) -> bool {
+        requested() && self.failed.load(Ordering::SeqCst)
+    }
+
+    /// A call failed (or was abandoned); counts only once stopping.
+    pub fn failed(&self) {
+        if requested() {
+            self.failed.store(true, Ordering::SeqCst);
+        }
+    }
+}
 
 /// Records the stop. Async-signal-safe: called from a signal handler.
 pub fn request() {

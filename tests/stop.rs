@@ -103,12 +103,29 @@ fn sigterm_and_wait(mut child: Child) -> Stopped {
     Stopped { took, report, log }
 }
 
+/// Every PutLogEvents refused with a 500.
+fn refusing() -> Faults {
+    Faults { http500: 1.0, ..Faults::default() }
+}
+
+/// Every PutLogEvents left unanswered.
+fn hanging() -> Faults {
+    Faults { slow: 1.0, slow_for: Duration::from_secs(600), ..Faults::default() }
+}
+
 fn failing(case: Case) {
+    failing_with(case, refusing(), 3);
+}
+
+/// `faults` on every call; SIGTERM once the endpoint has seen `calls` of them.
+fn failing_with(case: Case, faults: Faults, calls: u64) {
     let _serial = serial();
     let dir = support::scratch(case.name);
-    let endpoint = StrictEndpoint::start(false, Faults { http500: 1.0, ..Faults::default() }, 7);
+    let endpoint = StrictEndpoint::start(false, faults, 7);
     let child = spawn(&config(&dir, &case, &endpoint), case.fb);
-    wait_until("failing calls", || endpoint.counters().injected_500.load(Relaxed) >= 3);
+    wait_until("failing calls", || endpoint.counters().requests.load(Relaxed) >= calls);
+    // chunks queue up behind the calls under way
+    std::thread::sleep(Duration::from_secs(2));
     let stopped = sigterm_and_wait(child);
     let grace = Duration::from_secs(case.grace.unwrap_or(5));
     eprintln!(
@@ -146,6 +163,13 @@ fn sigterm_while_every_call_fails_exits_within_grace_in_1_9_10() {
     failing(Case { name: "fail-19-w2", fb: "1.9.10", workers: 2, grace: Some(2) });
 }
 
+/// A worker's queue of flushes behind a call that hangs: once one call was abandoned for the
+/// stop, the rest answer at once (each waiting its own window would hold the worker's join).
+#[test]
+fn sigterm_while_calls_hang_answers_the_queued_flushes_at_once() {
+    failing_with(Case { name: "hang-w1", fb: "5.1.1", workers: 1, grace: Some(2) }, hanging(), 1);
+}
+
 /// Fluent Bit's SIGCONT handler puts its own SIGTERM handler back in front of ours; the plugin
 /// takes its place again within a second.
 #[test]
@@ -153,7 +177,7 @@ fn the_stop_is_still_seen_after_fluent_bit_reinstalls_its_handlers() {
     let _serial = serial();
     let case = Case { name: "reinstalled", fb: "5.1.1", workers: 0, grace: Some(2) };
     let dir = support::scratch(case.name);
-    let endpoint = StrictEndpoint::start(false, Faults { http500: 1.0, ..Faults::default() }, 9);
+    let endpoint = StrictEndpoint::start(false, refusing(), 9);
     let child = spawn(&config(&dir, &case, &endpoint), case.fb);
     wait_until("failing calls", || endpoint.counters().injected_500.load(Relaxed) >= 3);
     signal(&child, libc::SIGCONT);

@@ -33,6 +33,8 @@ pub struct RetryPolicy<'a, Refused> {
     /// Called with an attempt's start when the service refused its credentials, so the next
     /// attempt is signed with fresh ones.
     pub credentials_refused: Refused,
+    /// This endpoint's failures since Fluent Bit was asked to stop.
+    pub since_stop: &'a stop::SinceStop,
 }
 
 impl<Refused: Fn(SystemTime)> RetryPolicy<'_, Refused> {
@@ -46,18 +48,26 @@ impl<Refused: Fn(SystemTime)> RetryPolicy<'_, Refused> {
         let mut attempt: u32 = 0;
         let mut last = String::new();
         let began = Instant::now();
+        if self.since_stop.given_up() {
+            let detail = format!("{name} not tried: Fluent Bit is stopping and the endpoint failed since");
+            return Err(Failure::Transient { throttled: false, detail });
+        }
         loop {
             let started = SystemTime::now();
             let answer = match select(pin!(timeout_at(self.deadline, call())), pin!(stop::window_closed(began))).await {
                 Either::Left((answer, _)) => answer,
                 Either::Right(_) => {
+                    self.since_stop.failed();
                     let detail = format!("{name} abandoned: Fluent Bit is stopping");
                     return Err(Failure::Transient { throttled: false, detail });
                 }
             };
             let failure = match answer {
                 Ok(Ok(out)) => return Ok(out),
-                Ok(Err(err)) => classify(&err),
+                Ok(Err(err)) => {
+                    self.since_stop.failed();
+                    classify(&err)
+                }
                 Err(_) => {
                     let detail = if last.is_empty() {
                         format!("{name} still running at the flush deadline")
