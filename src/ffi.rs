@@ -5,17 +5,23 @@
 //! planned (its messages encoded into the plugin's own buffer) and the tag copied during Flush. The instance lives behind `remote_context` as a leaked
 //! `Box<Arc<Instance>>`, freed by ExitCtx (only if it is still in `LIVE`, which guards against
 //! Fluent Bit ≤ 2.0.6 handing the same context to ExitCtx twice).
+//!
+//! Also here: the handlers of Fluent Bit's stop signals, chained in front of Fluent Bit's own
+//! (see `stop` for why), and taken out again before the library can be unloaded.
 
 #![allow(non_camel_case_types, non_upper_case_globals, dead_code)]
 
 use crate::instance::{FlushResult, Instance};
 use crate::log::{log_debug, log_error};
 use crate::runtime;
+use crate::stop;
 use crate::sync::lock;
 use std::collections::HashSet;
 use std::ffi::{c_char, c_int, c_void, CStr, CString};
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicUsize, Ordering::SeqCst};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 /// bindgen's view of `include/flb_proxy.h`.
 mod sys {
@@ -108,6 +114,7 @@ pub extern "C" fn FLBPluginInit(plugin: *mut sys::flbgo_output_plugin) -> c_int 
         };
         match Instance::start(get, |k| std::env::var(k).ok()) {
             Ok(instance) => {
+                stop_signals::watch();
                 let ptr = Box::into_raw(Box::new(instance));
                 live().get_or_insert_with(HashSet::new).insert(ptr as usize);
                 // SAFETY: context is this instance's flb_plugin_proxy_context.
@@ -175,7 +182,124 @@ pub extern "C" fn FLBPluginExitCtx(ctx: *mut c_void) -> c_int {
 #[no_mangle]
 pub extern "C" fn FLBPluginUnregister(_def: *mut sys::flb_plugin_proxy_def) {
     boundary("FLBPluginUnregister", (), || {
-        runtime::unregister();
+        if runtime::unregister() {
+            // the runtime (and its watchdog) has stopped; Fluent Bit may unload the library next,
+            // and a handler left pointing into it would crash the process at the next signal
+            stop_signals::restore();
+        }
         log_debug!("cloudwatch_rs", "unregistered");
     })
+}
+
+/// Fluent Bit's stop signals, seen by the plugin first, then passed on to whatever handler was
+/// there (Fluent Bit's `flb_signal_handler_break_loop`).
+mod stop_signals {
+    use super::*;
+
+    /// The signals on which both 1.9 and 5.x Fluent Bit stop (SIGHUP reloads in 5.x: not one).
+    const SIGNALS: [c_int; 3] = [libc::SIGTERM, libc::SIGINT, libc::SIGQUIT];
+    /// How often the watchdog checks that our handlers are still the ones installed: Fluent
+    /// Bit re-installs its own from its SIGHUP/SIGCONT handler.
+    const WATCHDOG_EVERY: Duration = Duration::from_secs(1);
+
+    /// The handler each of ours replaced (`sa_sigaction`) and its flags, read in the handler:
+    /// atomics, since a handler may not take a lock.
+    static PREVIOUS: [AtomicUsize; 3] = [AtomicUsize::new(0), AtomicUsize::new(0), AtomicUsize::new(0)];
+    static PREVIOUS_FLAGS: [AtomicI32; 3] = [AtomicI32::new(0), AtomicI32::new(0), AtomicI32::new(0)];
+    /// A watchdog runs on the current runtime.
+    static WATCHING: AtomicBool = AtomicBool::new(false);
+
+    /// Installs the handlers (once) and starts the watchdog on the runtime.
+    pub fn watch() {
+        install();
+        if WATCHING.swap(true, SeqCst) {
+            return;
+        }
+        match runtime::running() {
+            Some(handle) => {
+                handle.spawn(async {
+                    loop {
+                        tokio::time::sleep(WATCHDOG_EVERY).await;
+                        install();
+                    }
+                });
+            }
+            None => WATCHING.store(false, SeqCst),
+        }
+    }
+
+    /// Puts back the handlers ours replaced (where ours are still installed).
+    pub fn restore() {
+        WATCHING.store(false, SeqCst);
+        for (i, &signal) in SIGNALS.iter().enumerate() {
+            // SAFETY: sigaction with a zeroed struct to read into and a valid signal number.
+            unsafe {
+                let mut current: libc::sigaction = std::mem::zeroed();
+                if libc::sigaction(signal, std::ptr::null(), &mut current) != 0 || current.sa_sigaction != ours() {
+                    continue;
+                }
+                let mut previous: libc::sigaction = std::mem::zeroed();
+                previous.sa_sigaction = PREVIOUS[i].load(SeqCst);
+                previous.sa_flags = PREVIOUS_FLAGS[i].load(SeqCst);
+                libc::sigemptyset(&mut previous.sa_mask);
+                libc::sigaction(signal, &previous, std::ptr::null_mut());
+            }
+        }
+    }
+
+    fn ours() -> libc::sighandler_t {
+        on_stop_signal as extern "C" fn(c_int, *mut libc::siginfo_t, *mut c_void) as libc::sighandler_t
+    }
+
+    /// Puts our handler in front of each signal's current one, unless it is already there.
+    fn install() {
+        for (i, &signal) in SIGNALS.iter().enumerate() {
+            // SAFETY: sigaction reads into a zeroed struct, then installs a handler that is
+            // async-signal-safe (`on_stop_signal`) with an empty mask.
+            unsafe {
+                let mut current: libc::sigaction = std::mem::zeroed();
+                if libc::sigaction(signal, std::ptr::null(), &mut current) != 0 || current.sa_sigaction == ours() {
+                    continue;
+                }
+                // recorded before ours goes in, so the handler always finds what to chain to
+                PREVIOUS[i].store(current.sa_sigaction, SeqCst);
+                PREVIOUS_FLAGS[i].store(current.sa_flags, SeqCst);
+                let mut action: libc::sigaction = std::mem::zeroed();
+                action.sa_sigaction = ours();
+                action.sa_flags = libc::SA_SIGINFO | libc::SA_RESTART;
+                libc::sigemptyset(&mut action.sa_mask);
+                libc::sigaction(signal, &action, std::ptr::null_mut());
+            }
+        }
+    }
+
+    /// Records the stop, then does what the replaced handler would have done. Only
+    /// async-signal-safe work: an atomic store, atomic loads, and the previous handler.
+    extern "C" fn on_stop_signal(signal: c_int, info: *mut libc::siginfo_t, context: *mut c_void) {
+        stop::request();
+        let Some(i) = SIGNALS.iter().position(|&s| s == signal) else { return };
+        let previous = PREVIOUS[i].load(SeqCst);
+        let flags = PREVIOUS_FLAGS[i].load(SeqCst);
+        match previous {
+            libc::SIG_IGN => {}
+            libc::SIG_DFL => {
+                // SAFETY: what the process would have done without us: the default action
+                unsafe {
+                    libc::signal(signal, libc::SIG_DFL);
+                    libc::raise(signal);
+                }
+            }
+            handler if flags & libc::SA_SIGINFO != 0 => {
+                // SAFETY: the address sigaction reported, installed with SA_SIGINFO
+                let handler: extern "C" fn(c_int, *mut libc::siginfo_t, *mut c_void) =
+                    unsafe { std::mem::transmute(handler) };
+                handler(signal, info, context);
+            }
+            handler => {
+                // SAFETY: the address sigaction reported, a plain `void (*)(int)` handler
+                let handler: extern "C" fn(c_int) = unsafe { std::mem::transmute(handler) };
+                handler(signal);
+            }
+        }
+    }
 }

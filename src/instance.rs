@@ -15,6 +15,7 @@ use crate::dispatch::{Dispatch, KnownStreams};
 use crate::log::{log_debug, log_error, log_info, log_warn};
 use crate::runtime;
 use crate::stats::Stats;
+use crate::stop::SinceStop;
 use crate::sync::lock;
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -380,6 +381,7 @@ fn delivery(label: &str, config: &Config, clients: Clients, stats: Arc<Stats>) -
         auto_retry: config.auto_retry_requests,
         label: label.to_owned(),
         stats,
+        since_stop: SinceStop::default(),
     }
 }
 

@@ -26,5 +26,7 @@ pub mod log;
 pub mod runtime;
 /// Per-instance counters.
 pub mod stats;
+/// Fluent Bit is stopping: no more retries, a short window for calls under way.
+pub mod stop;
 /// Locks that survive a panic elsewhere.
 mod sync;

@@ -27,19 +27,21 @@ pub fn register() {
     state().registrations += 1;
 }
 
-/// Called by every Unregister; the last one stops the runtime and joins its threads.
-pub fn unregister() {
+/// Called by every Unregister; the last one stops the runtime and joins its threads, and
+/// returns true.
+pub fn unregister() -> bool {
     let runtime = {
         let mut s = state();
         s.registrations = s.registrations.saturating_sub(1);
         if s.registrations > 0 {
-            return;
+            return false;
         }
         s.runtime.take()
     };
     if let Some(rt) = runtime {
         rt.shutdown_timeout(SHUTDOWN_GRACE);
     }
+    true
 }
 
 /// The runtime's handle, starting it on first use.
@@ -58,6 +60,7 @@ pub fn handle() -> std::io::Result<Handle> {
         .enable_all()
         .build()?;
     let handle = rt.handle().clone();
+    handle.spawn(crate::stop::watch_for_stop());
     s.runtime = Some(rt);
     Ok(handle)
 }

@@ -11,6 +11,7 @@ use crate::core::config::NewGroup;
 use crate::core::naming::StreamKey;
 use crate::log::{log_debug, log_error, log_info, log_warn};
 use crate::stats::Stats;
+use crate::stop::SinceStop;
 use aws_sdk_cloudwatchlogs::types::{LogGroupClass, RejectedLogEventsInfo};
 use aws_sdk_cloudwatchlogs::Client;
 use bytes::Bytes;
@@ -50,6 +51,8 @@ pub struct Delivery {
     pub stats: Arc<Stats>,
     /// Dropped when CloudWatch refuses the credentials it signed with.
     pub credentials: Arc<CredentialCache>,
+    /// Once Fluent Bit is stopping: whether this endpoint failed since.
+    pub since_stop: SinceStop,
 }
 
 impl Delivery {
@@ -79,6 +82,7 @@ impl Delivery {
             label: &self.label,
             stats: &self.stats,
             credentials_refused: move |started| self.credentials.invalidate(started),
+            since_stop: &self.since_stop,
         }
     }
 

@@ -1,14 +1,18 @@
 //! The retry loop every AWS call of a flush goes through: transient failures retried with
 //! exponential backoff and full jitter until the flush deadline, refused credentials retried
-//! once they have been dropped, everything else returned at once.
+//! once they have been dropped, everything else returned at once. Once Fluent Bit is stopping
+//! (`stop`), nothing is retried and a call gets `stop::WINDOW` to finish.
 
 use crate::aws::errors::{classify, Failure};
 use crate::log::log_debug;
 use crate::stats::Stats;
+use crate::stop;
 use aws_sdk_cloudwatchlogs::error::{ProvideErrorMetadata, SdkError};
+use futures_util::future::{select, Either};
 use std::collections::hash_map::RandomState;
 use std::future::Future;
 use std::hash::BuildHasher;
+use std::pin::pin;
 use std::time::{Duration, SystemTime};
 use tokio::time::{sleep, timeout_at, Instant};
 
@@ -29,6 +33,8 @@ pub struct RetryPolicy<'a, Refused> {
     /// Called with an attempt's start when the service refused its credentials, so the next
     /// attempt is signed with fresh ones.
     pub credentials_refused: Refused,
+    /// This endpoint's failures since Fluent Bit was asked to stop.
+    pub since_stop: &'a stop::SinceStop,
 }
 
 impl<Refused: Fn(SystemTime)> RetryPolicy<'_, Refused> {
@@ -41,11 +47,27 @@ impl<Refused: Fn(SystemTime)> RetryPolicy<'_, Refused> {
     {
         let mut attempt: u32 = 0;
         let mut last = String::new();
+        let began = Instant::now();
+        if self.since_stop.given_up() {
+            let detail = format!("{name} not tried: Fluent Bit is stopping and the endpoint failed since");
+            return Err(Failure::Transient { throttled: false, detail });
+        }
         loop {
             let started = SystemTime::now();
-            let failure = match timeout_at(self.deadline, call()).await {
+            let answer = match select(pin!(timeout_at(self.deadline, call())), pin!(stop::window_closed(began))).await {
+                Either::Left((answer, _)) => answer,
+                Either::Right(_) => {
+                    self.since_stop.failed();
+                    let detail = format!("{name} abandoned: Fluent Bit is stopping");
+                    return Err(Failure::Transient { throttled: false, detail });
+                }
+            };
+            let failure = match answer {
                 Ok(Ok(out)) => return Ok(out),
-                Ok(Err(err)) => classify(&err),
+                Ok(Err(err)) => {
+                    self.since_stop.failed();
+                    classify(&err)
+                }
                 Err(_) => {
                     let detail = if last.is_empty() {
                         format!("{name} still running at the flush deadline")
@@ -68,13 +90,15 @@ impl<Refused: Fn(SystemTime)> RetryPolicy<'_, Refused> {
                 Stats::add(&self.stats.throttled, 1);
             }
             let wait = jittered_backoff(attempt);
-            if !self.auto_retry || Instant::now() + wait >= self.deadline {
+            if !self.auto_retry || stop::requested() || Instant::now() + wait >= self.deadline {
                 return Err(failure);
             }
             log_debug!(self.label, "{} failed ({}), retrying in {} ms", name, detail, wait.as_millis());
             last.clone_from(detail);
             Stats::add(&self.stats.retries, 1);
-            sleep(wait).await;
+            if let Either::Right(_) = select(pin!(sleep(wait)), pin!(stop::noticed())).await {
+                return Err(failure);
+            }
             attempt += 1;
         }
     }

@@ -14,14 +14,18 @@
 //!   data a copy that is poisoned and freed after the call. `Workers N` means N threads, tasks
 //!   dealt round-robin, one flush at a time per thread; without workers, one thread.
 //! - RETRY re-sends the whole chunk later, up to `Retry_Limit` (default 1) more times.
+//! - A stop (`Shutdown`): no new chunks; those taken get `Grace` to finish, counted from when
+//!   the engine is free (without workers, when the one flush thread is); then the flush threads
+//!   are joined, as Fluent Bit joins them before it calls the exit callbacks.
 
 #![allow(clippy::missing_safety_doc)]
 
 use std::ffi::{c_char, c_int, c_void, CStr, CString};
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 pub const FLB_ERROR: c_int = 0;
 pub const FLB_OK: c_int = 1;
@@ -371,6 +375,18 @@ impl Host {
         pace: Duration,
         retry_wait: Duration,
     ) -> RunReport {
+        self.run_until(out, chunks, pace, retry_wait, None)
+    }
+
+    /// `run_paced`, ended early by `shutdown` when it is requested, as Fluent Bit's engine ends.
+    pub fn run_until(
+        self: &Arc<Self>,
+        out: &Arc<Output>,
+        chunks: Vec<(Vec<u8>, String)>,
+        pace: Duration,
+        retry_wait: Duration,
+        shutdown: Option<&Shutdown>,
+    ) -> RunReport {
         // (attempt, chunk index). The chunks stay alive until the run ends, as Fluent Bit keeps
         // them: memory freed mid-run would hide what the plugin allocates (benches/e2e.rs).
         type Task = (usize, usize);
@@ -379,6 +395,8 @@ impl Host {
         let chunks = Arc::new(chunks);
         let (done_tx, done_rx) = mpsc::channel::<(usize, usize, c_int)>();
         let mut senders: Vec<mpsc::Sender<Task>> = Vec::new();
+        // flushes handed out and not yet answered
+        let busy = Arc::new(AtomicUsize::new(0));
         let mut joins = Vec::new();
         for w in 0..threads {
             let (tx, rx) = mpsc::channel::<Task>();
@@ -387,6 +405,7 @@ impl Host {
             let out = out.clone();
             let done = done_tx.clone();
             let chunks = chunks.clone();
+            let busy = busy.clone();
             let name = if out.workers == 0 { "flb-pipeline".to_string() } else { format!("flb-out-w{w}") };
             joins.push(
                 std::thread::Builder::new()
@@ -396,6 +415,7 @@ impl Host {
                         while let Ok((attempt, i)) = rx.recv() {
                             let (data, tag) = &chunks[i];
                             let ret = host.flush(&out, data, tag);
+                            busy.fetch_sub(1, Ordering::SeqCst);
                             if done.send((attempt, i, ret)).is_err() {
                                 break;
                             }
@@ -408,18 +428,31 @@ impl Host {
         // round-robin dispatch, shared by the feeder and the retry timers
         let next = Arc::new(Mutex::new((senders, 0usize)));
         let dispatch = {
-            let next = next.clone();
+            let (next, busy) = (next.clone(), busy.clone());
             move |task: Task| {
                 let mut n = next.lock().unwrap();
+                if n.0.is_empty() {
+                    return;
+                }
                 let i = n.1 % n.0.len();
                 n.1 += 1;
-                let _ = n.0[i].send(task);
+                busy.fetch_add(1, Ordering::SeqCst);
+                if n.0[i].send(task).is_err() {
+                    busy.fetch_sub(1, Ordering::SeqCst);
+                }
             }
         };
+        // chunks the inputs have produced (handed to the engine); a stop ends production
+        let produced = Arc::new(AtomicUsize::new(0));
+        let stopping = shutdown.map(|s| s.requested.clone()).unwrap_or_default();
         let feeder = {
-            let dispatch = dispatch.clone();
+            let (dispatch, produced, stopping) = (dispatch.clone(), produced.clone(), stopping.clone());
             std::thread::spawn(move || {
                 for i in 0..total {
+                    if stopping.load(Ordering::SeqCst) {
+                        break;
+                    }
+                    produced.fetch_add(1, Ordering::SeqCst);
                     dispatch((0, i));
                     if !pace.is_zero() {
                         std::thread::sleep(pace);
@@ -430,8 +463,24 @@ impl Host {
         let mut report = RunReport::default();
         let mut finished = 0;
         let mut timers = Vec::new();
-        while finished < total {
-            let (attempt, chunk, ret) = done_rx.recv().expect("flush thread died");
+        // when Grace ends, once the stop is seen and the engine is free
+        let mut grace_ends: Option<Instant> = None;
+        loop {
+            if let Some(s) = shutdown.filter(|s| s.requested.load(Ordering::SeqCst)) {
+                let engine_free = out.workers > 0 || busy.load(Ordering::SeqCst) == 0;
+                if grace_ends.is_none() && engine_free {
+                    grace_ends = Some(Instant::now() + s.grace);
+                }
+                let produced = produced.load(Ordering::SeqCst);
+                if finished >= produced || grace_ends.is_some_and(|t| Instant::now() >= t) {
+                    report.stopped = true;
+                    report.pending_at_exit = produced - finished.min(produced);
+                    break;
+                }
+            } else if finished >= total {
+                break;
+            }
+            let Ok((attempt, chunk, ret)) = done_rx.recv_timeout(Duration::from_millis(20)) else { continue };
             report.flushes += 1;
             match ret {
                 FLB_OK => {
@@ -459,15 +508,27 @@ impl Host {
             }
         }
         feeder.join().unwrap();
-        for t in timers {
-            t.join().unwrap();
+        if !report.stopped {
+            for t in timers {
+                t.join().unwrap();
+            }
         }
+        // retries still waiting are dropped with the senders; a flush under way is waited for
         next.lock().unwrap().0.clear();
         for j in joins {
             j.join().expect("flush thread panicked");
         }
         report
     }
+}
+
+/// Fluent Bit's stop, as its engine sees it.
+#[derive(Debug, Clone)]
+pub struct Shutdown {
+    /// Set when the main loop has seen the stop signal.
+    pub requested: Arc<AtomicBool>,
+    /// `[SERVICE] Grace`.
+    pub grace: Duration,
 }
 
 /// What the engine saw of one run.
@@ -479,6 +540,11 @@ pub struct RunReport {
     pub error: usize,
     /// chunks Fluent Bit would drop: ERROR, or RETRY past Retry_Limit
     pub dropped_chunks: usize,
+    /// The run ended with a stop.
+    pub stopped: bool,
+    /// Chunks taken before the stop and not finished when Grace ended: they stay in Fluent
+    /// Bit's storage (lost with `storage.type memory`).
+    pub pending_at_exit: usize,
 }
 
 /// Hands the allocator's free memory back to the kernel, so that RSS measured next counts what

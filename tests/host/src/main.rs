@@ -4,15 +4,51 @@
 //! for `make demo` where no `fluent-bit` is installed. Understood: `[INPUT]` `tail` (`Path`,
 //! `Tag`; each line becomes `{"log": line}`, read from the head, ending at EOF) and `dummy`
 //! (`Tag`, `Dummy`, `Samples`); `[OUTPUT]` sections whose `Match` fits the tag (`*` wildcards),
-//! with `Workers` and `Retry_Limit` taken by the host as Fluent Bit's core would. Exits 1 when
-//! an Init fails (as Fluent Bit stops at startup), after calling ExitCtx for every instance.
+//! with `Workers` and `Retry_Limit` taken by the host as Fluent Bit's core would; `[SERVICE]`
+//! `Grace` and, for inputs, `Interval_Ms` (a chunk per interval). Exits 1 when an Init fails (as
+//! Fluent Bit stops at startup), after calling ExitCtx for every instance.
+//!
+//! Stops as Fluent Bit does: its SIGTERM/SIGINT/SIGQUIT handlers (installed with `signal()`
+//! before the plugin is loaded, and again from its SIGHUP/SIGCONT handler) only record the
+//! signal; a main loop that wakes once a second sees it and stops the engine, which gives the
+//! chunks under way `Grace` and then calls the exit callbacks.
 
-use cwrs_test_host::{chunk, profile, record, Host, Output, FB_5_1_1};
+use cwrs_test_host::{chunk, profile, record, Host, Output, Shutdown, FB_1_9_10, FB_5_1_1};
 use std::collections::HashMap;
+use std::ffi::c_int;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// The signal that asked for the stop (0: none yet), as `exit_signal` in fluent-bit.c.
+static EXIT_SIGNAL: AtomicI32 = AtomicI32::new(0);
+/// SIGHUP stops 1.9.x; 5.x reloads on it (not emulated: it re-installs the handlers).
+static HUP_STOPS: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn break_loop(signal: c_int) {
+    EXIT_SIGNAL.store(signal, Ordering::SeqCst);
+}
+
+/// `flb_signal_handler`: re-installs every handler, as Fluent Bit's does.
+extern "C" fn reinstall(_signal: c_int) {
+    signal_init();
+}
+
+/// `flb_signal_init`.
+fn signal_init() {
+    let handler = |f: extern "C" fn(c_int)| f as libc::sighandler_t;
+    let hup = if HUP_STOPS.load(Ordering::SeqCst) { handler(break_loop) } else { handler(reinstall) };
+    // SAFETY: installing plain handlers that only store an atomic or call signal().
+    unsafe {
+        libc::signal(libc::SIGINT, handler(break_loop));
+        libc::signal(libc::SIGQUIT, handler(break_loop));
+        libc::signal(libc::SIGHUP, hup);
+        libc::signal(libc::SIGCONT, handler(reinstall));
+        libc::signal(libc::SIGTERM, handler(break_loop));
+    }
+}
 
 struct Section {
     name: String,
@@ -82,6 +118,7 @@ fn tag_matches_rest(pattern: &str, rest: &str) -> bool {
 fn main() -> ExitCode {
     let mut args = std::env::args().skip(1);
     let (mut plugin, mut conf, mut fb, mut retry_wait) = (None, None, FB_5_1_1, Duration::from_millis(1000));
+    let mut signal_after_unload = false;
     let mut overrides: Vec<(String, String)> = Vec::new();
     while let Some(a) = args.next() {
         match a.as_str() {
@@ -96,6 +133,8 @@ fn main() -> ExitCode {
             }
             // every log line the plugin has (FLB_LOG_LEVEL=debug), as `fluent-bit -v` would
             "--debug" => std::env::set_var("FLB_LOG_LEVEL", "debug"),
+            // after dlclose, raise SIGTERM: a handler the plugin left behind would crash here
+            "--signal-after-unload" => signal_after_unload = true,
             "--retry-wait-ms" => {
                 retry_wait = Duration::from_millis(args.next().and_then(|v| v.parse().ok()).expect("--retry-wait-ms N"))
             }
@@ -111,6 +150,13 @@ fn main() -> ExitCode {
     };
     let text = std::fs::read_to_string(&conf).expect("read config");
     let sections = parse_conf(&text);
+    let grace = sections
+        .iter()
+        .filter(|s| s.name == "SERVICE")
+        .find_map(|s| s.get("grace").and_then(|v| v.parse().ok()))
+        .map_or(Duration::from_secs(5), Duration::from_secs);
+    HUP_STOPS.store(fb == FB_1_9_10, Ordering::SeqCst);
+    signal_init();
 
     let host = match Host::load(&plugin, fb) {
         Ok(h) => Arc::new(h),
@@ -154,6 +200,7 @@ fn main() -> ExitCode {
 
     // inputs → records, per tag
     let mut by_tag: HashMap<String, Vec<Vec<u8>>> = HashMap::new();
+    let mut pace = Duration::ZERO;
     let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
     let mut n = 0u32;
     for s in sections.iter().filter(|s| s.name == "INPUT") {
@@ -179,6 +226,9 @@ fn main() -> ExitCode {
                 continue;
             }
         };
+        if let Some(ms) = s.get("interval_ms").and_then(|v| v.parse().ok()) {
+            pace = Duration::from_millis(ms);
+        }
         let recs = by_tag.entry(tag).or_default();
         for b in bodies {
             let t = now + Duration::from_millis(n as u64);
@@ -187,25 +237,56 @@ fn main() -> ExitCode {
         }
     }
 
+    // the main loop: once a second, look for the stop signal
+    let shutdown = Shutdown { requested: Arc::new(AtomicBool::new(false)), grace };
+    let running = Arc::new(AtomicBool::new(true));
+    let _main_loop = {
+        let (requested, running) = (shutdown.requested.clone(), running.clone());
+        std::thread::spawn(move || {
+            while running.load(Ordering::SeqCst) {
+                std::thread::sleep(Duration::from_secs(1));
+                let signal = EXIT_SIGNAL.load(Ordering::SeqCst);
+                if signal != 0 {
+                    eprintln!("[engine] caught signal ({signal})");
+                    requested.store(true, Ordering::SeqCst);
+                    break;
+                }
+            }
+        })
+    };
     let mut failed = false;
     for (i, (out, pattern)) in outputs.iter().enumerate() {
         let mut chunks = Vec::new();
         for (tag, recs) in &by_tag {
             if tag_matches(pattern, tag) {
-                chunks.extend(chunk(recs.iter().cloned(), 2 << 20).into_iter().map(|c| (c, tag.clone())));
+                let size = if pace.is_zero() { 2 << 20 } else { 64 << 10 };
+                chunks.extend(chunk(recs.iter().cloned(), size).into_iter().map(|c| (c, tag.clone())));
             }
         }
-        let report = host.run(out, chunks, retry_wait);
+        let report = host.run_until(out, chunks, pace, retry_wait, Some(&shutdown));
         println!(
-            "{name}.{i}: chunks_flushed={} ok={} retry={} error={} dropped_chunks={}",
-            report.flushes, report.ok, report.retry, report.error, report.dropped_chunks
+            "{name}.{i}: chunks_flushed={} ok={} retry={} error={} dropped_chunks={} stopped={} pending_at_exit={}",
+            report.flushes,
+            report.ok,
+            report.retry,
+            report.error,
+            report.dropped_chunks,
+            report.stopped,
+            report.pending_at_exit
         );
         failed |= report.dropped_chunks > 0;
     }
+    running.store(false, Ordering::SeqCst);
     for (out, _) in &outputs {
         host.exit(out);
     }
     host.unregister(reg);
+    host.close();
+    if signal_after_unload {
+        // SAFETY: raising a signal whose handler (ours, `break_loop`) only stores an atomic.
+        unsafe { libc::raise(libc::SIGTERM) };
+        eprintln!("[ info] [host] survived a signal after unload");
+    }
     if failed {
         ExitCode::from(3)
     } else {
