@@ -90,7 +90,7 @@ struct Stopped {
     log: String,
 }
 
-fn sigterm_and_wait(mut child: Child) -> Stopped {
+fn sigterm_and_wait(child: Child) -> Stopped {
     signal(&child, libc::SIGTERM);
     let sent = Instant::now();
     let out = child.wait_with_output().unwrap();
