@@ -51,20 +51,25 @@ async fn read_capped(conn: &mut (impl AsyncRead + Unpin), url: &str) -> Result<V
     };
     let mut answer = Vec::new();
     let mut buf = [0u8; 8192];
+    let mut head: Option<(usize, Option<usize>)> = None;
     loop {
         let n = conn.read(&mut buf).await.map_err(|e| format!("GET {url}: {e}"))?;
         if n == 0 {
             return Ok(answer);
         }
         answer.extend_from_slice(&buf[..n]);
-        let Some(head_end) = answer.windows(4).position(|w| w == b"\r\n\r\n").map(|p| p + 4) else {
-            if answer.len() > MAX_HEAD_BYTES {
-                return Err(format!("GET {url}: the answer's headers are larger than {MAX_HEAD_BYTES} bytes"));
-            }
-            continue;
-        };
+        if head.is_none() {
+            let Some(end) = answer.windows(4).position(|w| w == b"\r\n\r\n").map(|p| p + 4) else {
+                if answer.len() > MAX_HEAD_BYTES {
+                    return Err(format!("GET {url}: the answer's headers are larger than {MAX_HEAD_BYTES} bytes"));
+                }
+                continue;
+            };
+            head = Some((end, content_length(&answer[..end])));
+        }
+        let Some((head_end, announced)) = head else { continue };
         let received = answer.len() - head_end;
-        match content_length(&answer[..head_end]) {
+        match announced {
             Some(announced) if announced > MAX_ANSWER_BYTES => return Err(too_large(announced, true)),
             Some(announced) if received >= announced => return Ok(answer),
             _ if received > MAX_ANSWER_BYTES => return Err(too_large(received, false)),
