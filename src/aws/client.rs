@@ -2,6 +2,7 @@
 //! agent, timeouts), the HTTPS client every call goes through, and the CloudWatch Logs client
 //! that signs with the shared credential cache.
 
+use crate::aws::capped::capped;
 use crate::aws::credentials::CredentialCache;
 use crate::aws::metadata::EndpointCredentials;
 use crate::core::config::{Config, ConfigError};
@@ -105,7 +106,7 @@ pub async fn clients(config: &Config) -> Result<Clients, ConfigError> {
 }
 
 /// The HTTPS client every AWS call goes through: rustls with ring, the system's roots, and the
-/// CA certificates in `ca_bundle` when set. Built here rather than taken from the SDK's default
+/// CA certificates in `ca_bundle` when set; every answer read with a cap (`capped`). Built here rather than taken from the SDK's default
 /// (rustls with aws-lc) because ring is much less code than aws-lc, and the plugin's resident
 /// code is most of its memory at steady state (docs/PERFORMANCE.md).
 fn https_client(ca_bundle: Option<&str>) -> Result<aws_sdk_cloudwatchlogs::config::SharedHttpClient, ConfigError> {
@@ -126,7 +127,7 @@ fn https_client(ca_bundle: Option<&str>) -> Result<aws_sdk_cloudwatchlogs::confi
     let context = TlsContext::builder().with_trust_store(trust).build().map_err(|e| bad(e.to_string()))?;
     // Built connector by connector (as the SDK's default client is) so that HTTPS_PROXY /
     // HTTP_PROXY / NO_PROXY keep applying.
-    Ok(aws_smithy_http_client::Builder::new().build_with_connector_fn(move |settings, components| {
+    Ok(capped(aws_smithy_http_client::Builder::new().build_with_connector_fn(move |settings, components| {
         let mut builder = aws_smithy_http_client::Connector::builder();
         builder.set_connector_settings(settings.cloned());
         if let Some(components) = components {
@@ -137,7 +138,7 @@ fn https_client(ca_bundle: Option<&str>) -> Result<aws_sdk_cloudwatchlogs::confi
             .tls_provider(tls::Provider::Rustls(CryptoMode::Ring))
             .tls_context(context.clone())
             .build()
-    }))
+    })))
 }
 
 impl std::fmt::Debug for Clients {

@@ -3,6 +3,7 @@
 //! Both live on a link-local or loopback address and speak plain HTTP, so a minimal HTTP/1.1
 //! GET serves; it runs at Init or at a credential refresh, never per record.
 
+use crate::aws::capped::{AnswerTooLarge, MAX_ANSWER_BYTES};
 use crate::core::template::EcsMetadata;
 use crate::core::url::split_http_url;
 use aws_credential_types::provider::{self, error::CredentialsError, future, ProvideCredentials};
@@ -10,12 +11,13 @@ use aws_credential_types::Credentials;
 use aws_smithy_json::deserialize::{json_token_iter, Token};
 use std::collections::HashMap;
 use std::time::{Duration, SystemTime};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 
-/// Largest answer read from a metadata service.
-const MAX_ANSWER: usize = 1 << 20;
+/// Room for an answer's status line and headers, on top of the body's cap.
+const MAX_HEAD_BYTES: usize = 16 << 10;
 
-/// One GET; the body of a 200 answer, else an error saying what came back.
+/// One GET; the body of a 200 answer, else an error saying what came back. An answer larger
+/// than `MAX_ANSWER_BYTES` is refused, never cut and parsed.
 pub async fn get(url: &str, headers: &[(&str, &str)], timeout: Duration) -> Result<String, String> {
     tokio::time::timeout(timeout, get_inner(url, headers))
         .await
@@ -32,14 +34,57 @@ async fn get_inner(url: &str, headers: &[(&str, &str)]) -> Result<String, String
     }
     request.push_str("\r\n");
     conn.write_all(request.as_bytes()).await.map_err(|e| format!("GET {url}: {e}"))?;
-    let mut answer = Vec::new();
-    (&mut conn).take(MAX_ANSWER as u64 + 1).read_to_end(&mut answer).await.map_err(|e| format!("GET {url}: {e}"))?;
+    let answer = read_capped(&mut conn, url).await?;
     let (status, body) = parse_response(&answer).ok_or_else(|| format!("GET {url}: not an HTTP answer"))?;
     if status != 200 {
         let excerpt: String = body.chars().take(200).collect();
         return Err(format!("GET {url}: HTTP {status}: {excerpt}"));
     }
     Ok(body)
+}
+
+/// The whole answer, read until the server closes or its Content-Length is in; refused as soon
+/// as its body (announced or received) passes `MAX_ANSWER_BYTES`.
+async fn read_capped(conn: &mut (impl AsyncRead + Unpin), url: &str) -> Result<Vec<u8>, String> {
+    let too_large = |seen: usize, announced: bool| {
+        AnswerTooLarge { from: url.to_owned(), seen: seen as u64, announced }.to_string()
+    };
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 8192];
+    let mut head: Option<(usize, Option<usize>)> = None;
+    loop {
+        let n = conn.read(&mut buf).await.map_err(|e| format!("GET {url}: {e}"))?;
+        if n == 0 {
+            return Ok(answer);
+        }
+        answer.extend_from_slice(&buf[..n]);
+        if head.is_none() {
+            let Some(end) = answer.windows(4).position(|w| w == b"\r\n\r\n").map(|p| p + 4) else {
+                if answer.len() > MAX_HEAD_BYTES {
+                    return Err(format!("GET {url}: the answer's headers are larger than {MAX_HEAD_BYTES} bytes"));
+                }
+                continue;
+            };
+            head = Some((end, content_length(&answer[..end])));
+        }
+        let Some((head_end, announced)) = head else { continue };
+        let received = answer.len() - head_end;
+        match announced {
+            Some(announced) if announced > MAX_ANSWER_BYTES => return Err(too_large(announced, true)),
+            Some(announced) if received >= announced => return Ok(answer),
+            _ if received > MAX_ANSWER_BYTES => return Err(too_large(received, false)),
+            _ => {}
+        }
+    }
+}
+
+/// The Content-Length an answer's head announces.
+fn content_length(head: &[u8]) -> Option<usize> {
+    let head = std::str::from_utf8(head).ok()?;
+    head.lines().find_map(|l| {
+        let (name, value) = l.split_once(':')?;
+        name.trim().eq_ignore_ascii_case("content-length").then(|| value.trim().parse().ok())?
+    })
 }
 
 /// Status and body of a whole HTTP/1.1 answer (identity or chunked).
@@ -72,19 +117,31 @@ fn parse_response(raw: &[u8]) -> Option<(u16, String)> {
     Some((status, String::from_utf8_lossy(&bytes).into_owned()))
 }
 
-/// The string values of `keys` at the top level of a JSON object.
-pub fn top_level_strings(json: &str, keys: &[&str]) -> HashMap<String, String> {
+/// The string values of `keys` at the top level of a JSON object; an error when the text is not
+/// one whole JSON object, so a cut-off answer is refused rather than read in part.
+pub fn top_level_strings(json: &str, keys: &[&str]) -> Result<HashMap<String, String>, String> {
+    let not_json = || "the answer is not one whole JSON object".to_owned();
     let mut found = HashMap::new();
     let mut depth = 0usize;
+    let mut tokens = 0usize;
     let mut current_key: Option<String> = None;
     for token in json_token_iter(json.as_bytes()) {
-        let Ok(token) = token else { break };
+        let token = token.map_err(|_| not_json())?;
+        tokens += 1;
+        if tokens > 1 && depth == 0 {
+            return Err(not_json());
+        }
         match token {
-            Token::StartObject { .. } | Token::StartArray { .. } => {
+            Token::StartObject { .. } => {
+                depth += 1;
+                current_key = None;
+            }
+            Token::StartArray { .. } if depth > 0 => {
                 depth += 1;
                 current_key = None;
             }
             Token::EndObject { .. } | Token::EndArray { .. } => depth = depth.saturating_sub(1),
+            _ if depth == 0 => return Err(not_json()),
             Token::ObjectKey { key, .. } if depth == 1 => {
                 current_key = key.to_unescaped().ok().map(|k| k.into_owned());
             }
@@ -98,7 +155,10 @@ pub fn top_level_strings(json: &str, keys: &[&str]) -> HashMap<String, String> {
             _ => current_key = None,
         }
     }
-    found
+    if tokens == 0 || depth != 0 {
+        return Err(not_json());
+    }
+    Ok(found)
 }
 
 /// The task's cluster, ARN and id, from `ECS_CONTAINER_METADATA_URI_V4` (else `_URI`, v3).
@@ -112,7 +172,7 @@ pub async fn ecs_task(env: impl Fn(&str) -> Option<String>) -> Result<EcsMetadat
 
 /// `Cluster` may be a name or an ARN; the name is what `$(ecs_cluster)` gives (as the Go plugin).
 pub fn ecs_from_task_json(body: &str) -> Result<EcsMetadata, String> {
-    let fields = top_level_strings(body, &["Cluster", "TaskARN"]);
+    let fields = top_level_strings(body, &["Cluster", "TaskARN"]).map_err(|why| format!("ECS task metadata: {why}"))?;
     let (Some(cluster), Some(task_arn)) = (fields.get("Cluster"), fields.get("TaskARN")) else {
         return Err("the ECS task metadata has no Cluster or TaskARN".into());
     };
@@ -130,7 +190,9 @@ pub struct EndpointCredentials {
 
 impl EndpointCredentials {
     async fn fetch(&self) -> provider::Result {
-        let body = get(&self.url, &[], Duration::from_secs(5)).await.map_err(CredentialsError::provider_error)?;
+        let body = get(&self.url, &[], Duration::from_secs(5))
+            .await
+            .map_err(|e| CredentialsError::provider_error(format!("credentials_endpoint: {e}")))?;
         parse_credentials(&body)
             .map_err(|e| CredentialsError::provider_error(format!("credentials_endpoint {}: {e}", self.url)))
     }
@@ -145,22 +207,36 @@ impl ProvideCredentials for EndpointCredentials {
     }
 }
 
+/// The container-credentials JSON: all four fields are required, and `Expiration` must be a
+/// time, since credentials of unknown expiry would be used past it. Errors name the fields,
+/// never their values (but for `Expiration`, which is no secret).
 fn parse_credentials(body: &str) -> Result<Credentials, String> {
-    let f = top_level_strings(body, &["AccessKeyId", "SecretAccessKey", "Token", "Expiration"]);
-    let (Some(key), Some(secret)) = (f.get("AccessKeyId"), f.get("SecretAccessKey")) else {
-        return Err("the answer has no AccessKeyId/SecretAccessKey".into());
-    };
-    let expiry = match f.get("Expiration") {
-        Some(text) => Some(
-            aws_smithy_types::DateTime::from_str(text, aws_smithy_types::date_time::Format::DateTime)
-                .ok()
-                .and_then(|t| SystemTime::try_from(t).ok())
-                .ok_or_else(|| format!("Expiration '{text}' is not an RFC 3339 time"))?,
-        ),
-        None => None,
-    };
-    Ok(Credentials::new(key, secret, f.get("Token").cloned(), expiry, "credentials_endpoint"))
+    let fields = top_level_strings(body, &CREDENTIAL_FIELDS)?;
+    let missing: Vec<&str> =
+        CREDENTIAL_FIELDS.into_iter().filter(|name| fields.get(*name).is_none_or(|v| v.is_empty())).collect();
+    if !missing.is_empty() {
+        return Err(format!("the answer lacks {} (it needs {})", missing.join(", "), CREDENTIAL_FIELDS.join(", ")));
+    }
+    let field = |name: &str| fields.get(name).cloned().unwrap_or_default();
+    let expiration = field("Expiration");
+    let expiry = aws_smithy_types::DateTime::from_str(&expiration, aws_smithy_types::date_time::Format::DateTime)
+        .ok()
+        .and_then(|t| SystemTime::try_from(t).ok())
+        .ok_or_else(|| {
+            let shown: String = expiration.chars().take(40).collect();
+            format!("its Expiration {shown:?} is not an RFC 3339 time")
+        })?;
+    Ok(Credentials::new(
+        field("AccessKeyId"),
+        field("SecretAccessKey"),
+        Some(field("Token")),
+        Some(expiry),
+        "credentials_endpoint",
+    ))
 }
+
+/// What a container-credentials answer must hold.
+const CREDENTIAL_FIELDS: [&str; 4] = ["AccessKeyId", "SecretAccessKey", "Token", "Expiration"];
 
 #[cfg(test)]
 mod tests {
@@ -183,14 +259,95 @@ mod tests {
         assert!(ecs_from_task_json("{}").is_err());
     }
 
+    const GOOD: &str =
+        r#"{"AccessKeyId":"AKID","SecretAccessKey":"S3CR3T","Token":"T0K3N","Expiration":"2030-01-01T00:00:00Z"}"#;
+
     #[test]
     fn container_credentials_json() {
-        let c = parse_credentials(
-            r#"{"AccessKeyId":"AKID","SecretAccessKey":"S","Token":"T","Expiration":"2030-01-01T00:00:00Z"}"#,
-        )
-        .unwrap();
-        assert_eq!((c.access_key_id(), c.session_token()), ("AKID", Some("T")));
+        let c = parse_credentials(GOOD).unwrap();
+        assert_eq!((c.access_key_id(), c.session_token()), ("AKID", Some("T0K3N")));
         assert!(c.expiry().is_some());
-        assert!(parse_credentials(r#"{"AccessKeyId":"AKID"}"#).is_err());
+    }
+
+    #[test]
+    fn container_credentials_need_every_field_and_say_which_is_missing_without_the_secrets() {
+        for field in CREDENTIAL_FIELDS {
+            let mut v: serde_json::Value = serde_json::from_str(GOOD).unwrap();
+            v.as_object_mut().unwrap().remove(field);
+            let err = parse_credentials(&v.to_string()).unwrap_err();
+            assert!(err.contains(&format!("lacks {field} ")), "{field}: {err}");
+            v[field] = "".into();
+            let err = parse_credentials(&v.to_string()).unwrap_err();
+            assert!(err.contains(&format!("lacks {field} ")), "{field} empty: {err}");
+            assert!(!err.contains("S3CR3T") && !err.contains("T0K3N"), "{err}");
+        }
+    }
+
+    #[test]
+    fn a_cut_off_expiration_or_a_cut_off_answer_is_refused() {
+        let cut_value = GOOD.replace("2030-01-01T00:00:00Z", "2030-01-01T0");
+        let err = parse_credentials(&cut_value).unwrap_err();
+        assert!(err.contains("Expiration \"2030-01-01T0\" is not an RFC 3339 time"), "{err}");
+        for end in [GOOD.len() - 1, GOOD.find("Expiration").unwrap() + 16, 1] {
+            let err = parse_credentials(&GOOD[..end]).unwrap_err();
+            assert!(err.contains("not one whole JSON object"), "cut at {end}: {err}");
+            assert!(!err.contains("S3CR3T") && !err.contains("T0K3N"), "{err}");
+        }
+        for not_one_object in ["", "[]", "\"x\"", "{} {}", "{\"AccessKeyId\":\"A\"}]"] {
+            assert!(top_level_strings(not_one_object, &["AccessKeyId"]).is_err(), "{not_one_object}");
+        }
+    }
+
+    /// A one-connection server on 127.0.0.1 answering `answer` (then filler forever when `endless`)
+    /// to the first request; the URL, and how many bytes it wrote when the client hung up.
+    fn serve_once(answer: Vec<u8>, endless: bool) -> (String, std::thread::JoinHandle<usize>) {
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/creds", listener.local_addr().unwrap());
+        let server = std::thread::spawn(move || {
+            let (mut conn, _) = listener.accept().unwrap();
+            let mut request = [0u8; 4096];
+            let _ = conn.read(&mut request);
+            let mut written = 0;
+            let filler = vec![b'x'; 16 << 10];
+            let mut next: &[u8] = &answer;
+            while conn.write_all(next).is_ok() {
+                written += next.len();
+                if !endless {
+                    break;
+                }
+                next = &filler;
+            }
+            written
+        });
+        (url, server)
+    }
+
+    fn get_now(url: &str) -> Result<String, String> {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(get(url, &[], Duration::from_secs(5)))
+    }
+
+    #[test]
+    fn an_answer_over_the_cap_is_refused_not_cut_and_parsed() {
+        // announced: refused on its head
+        let mut huge = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", 10 << 20).into_bytes();
+        huge.extend_from_slice(GOOD.as_bytes());
+        let (url, server) = serve_once(huge, false);
+        let err = get_now(&url).unwrap_err();
+        assert!(err.contains("10485760 bytes announced"), "{err}");
+        server.join().unwrap();
+        // not announced, never ending: refused just past the cap, and the client hangs up
+        let (url, server) = serve_once(b"HTTP/1.1 200 OK\r\n\r\n{\"AccessKeyId\":\"".to_vec(), true);
+        let err = get_now(&url).unwrap_err();
+        assert!(err.contains("received before it was cut off"), "{err}");
+        let written = server.join().unwrap();
+        eprintln!("endless answer: the server wrote {written} bytes before the client hung up");
+        // a whole answer up to the cap is read
+        let mut fits = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", GOOD.len()).into_bytes();
+        fits.extend_from_slice(GOOD.as_bytes());
+        let (url, server) = serve_once(fits, false);
+        assert_eq!(get_now(&url).unwrap(), GOOD);
+        server.join().unwrap();
     }
 }

@@ -1,8 +1,10 @@
 //! The async shell over the AWS SDK: clients, credentials, and delivery of planned batches.
 //! It uses the core; the core never uses it. Imports run one way:
-//! `delivery` → `put`, `retry` → `errors`; `client` → `credentials` → `errors`, `retry`;
-//! `startup_check` → `client`, `errors`.
+//! `delivery` → `put`, `retry` → `errors`; `client` → `capped`, `credentials` → `errors`, `retry`;
+//! `metadata` → `capped`; `startup_check` → `client`, `errors`.
 
+/// Every answer read with a cap: the HTTPS client's answer bodies, counted as they arrive.
+pub mod capped;
 /// The CloudWatch Logs client of an instance: configuration, HTTPS, timeouts.
 pub mod client;
 /// The shared credential cache per identity, AssumeRole on top of the default chain.

@@ -268,7 +268,7 @@ const BATCHES_IN_FLIGHT: Key = Key {
     name: "batches_in_flight",
     default: Unset::Value("1"),
     from: "Vector (`request.concurrency`)",
-    meaning: "PutLogEvents calls one flush may have in flight at once (`1`-`8`) when a chunk makes several batches: raise it when the round trip to CloudWatch, not CPU, limits a worker. Each call holds a request body of up to 1 MiB; `1` sends a chunk's batches one after another.",
+    meaning: "PutLogEvents calls one flush may have in flight at once (`1`-`8`) when a chunk makes several batches: raise it when the round trip to CloudWatch, not CPU, limits a worker. Each call holds a request body of up to 1 MiB of events (up to about 6 MiB once JSON-escaped); `1` sends a chunk's batches one after another.",
 };
 const PLUGIN_LOG_LEVEL: Key = Key {
     name: "plugin_log_level",

@@ -3,6 +3,7 @@
 //! credentials, IMDS, ECS task metadata) and a counting forward proxy (`proxy`). The fake
 //! Fluent Bit that loads the plugin is the other crate, `cwrs-test-host` (tests/host).
 
+pub mod hostile;
 pub mod proxy;
 pub mod strict;
 pub mod strict_sts;
