@@ -2,6 +2,7 @@
 //! Every decision is made on types — the SDK's error variants and codes, our own
 //! `CredentialsRefused` found by walking the error's sources — never on message text.
 
+use crate::log::server_text;
 use aws_sdk_cloudwatchlogs::error::{ProvideErrorMetadata, SdkError};
 use std::error::Error;
 use std::fmt;
@@ -109,7 +110,8 @@ where
                 .map(str::to_owned)
                 .or_else(|| tag_text(body, "Message"))
                 .unwrap_or_else(|| format!("HTTP {status}"));
-            let detail = format!("{}: {}", code.as_deref().unwrap_or("error"), message);
+            // the server's words, redacted, escaped and cut, for the log; decisions use the raw code
+            let detail = format!("{}: {}", server_text(code.as_deref().unwrap_or("error")), server_text(&message));
             match code.as_deref().unwrap_or("") {
                 "ResourceNotFoundException" if message.contains("log group") => Failure::GroupMissing,
                 "ResourceNotFoundException" => Failure::StreamMissing,
@@ -117,10 +119,10 @@ where
                 c if THROTTLING.contains(&c) => Failure::Transient { throttled: true, detail },
                 c if UNAVAILABLE.contains(&c) => Failure::Transient { throttled: false, detail },
                 c if CREDENTIALS_REFUSED.contains(&c) => Failure::Credentials(detail),
-                c if ACCESS_DENIED.contains(&c) => Failure::Denied(message),
+                c if ACCESS_DENIED.contains(&c) => Failure::Denied(server_text(&message)),
                 _ if status == 429 => Failure::Transient { throttled: true, detail },
                 _ if status >= 500 => Failure::Transient { throttled: false, detail },
-                _ if status == 403 => Failure::Denied(message),
+                _ if status == 403 => Failure::Denied(server_text(&message)),
                 _ => Failure::Invalid(detail),
             }
         }
@@ -143,13 +145,17 @@ where
 }
 
 /// An error and its sources as one line, without the Debug dumps of `DisplayErrorContext`.
+/// Each part may hold a server's words (an SDK error's message, a credential provider's body),
+/// so each goes through `server_text`: redacted, escaped, cut.
 pub fn error_chain(err: &(dyn Error + 'static)) -> String {
     let mut parts: Vec<String> = Vec::new();
+    let mut last = String::new();
     let mut current = Some(err);
     while let Some(e) = current {
         let text = e.to_string();
-        if !parts.last().is_some_and(|p| p.contains(&text)) {
-            parts.push(text);
+        if parts.is_empty() || !last.contains(&text) {
+            parts.push(server_text(&text));
+            last = text;
         }
         current = e.source();
     }
