@@ -22,6 +22,8 @@ pub mod dispatch;
 pub mod instance;
 /// Log lines in Fluent Bit's format.
 pub mod log;
+/// Secrets out of server text before it is logged.
+pub mod redact;
 /// The tokio runtime's life across Register/Init/Unregister.
 pub mod runtime;
 /// Per-instance counters.

@@ -18,7 +18,7 @@
 use crate::aws::errors::{error_chain, CredentialsRefused, Refusal, ACCESS_DENIED};
 use crate::aws::retry::jittered_backoff;
 use crate::core::config::Config;
-use crate::log::{log_error, log_info, log_warn};
+use crate::log::{log_error, log_info, log_warn, server_text};
 use crate::sync::lock;
 use aws_credential_types::provider::error::CredentialsError;
 use aws_credential_types::provider::{future, ProvideCredentials, SharedCredentialsProvider};
@@ -370,7 +370,7 @@ impl CredentialCache {
     /// Who the base credentials belong to (GetCallerIdentity), for messages and the startup check.
     pub async fn principal(&self) -> Result<String, PrincipalUnknown> {
         match tokio::time::timeout(PRINCIPAL_TIMEOUT, self.sts.get_caller_identity().send()).await {
-            Ok(Ok(id)) => Ok(id.arn().unwrap_or("an unknown principal").to_string()),
+            Ok(Ok(id)) => Ok(id.arn().map_or_else(|| "an unknown principal".to_string(), server_text)),
             Ok(Err(e)) => Err(PrincipalUnknown::Failed(error_chain(&e))),
             Err(_) => Err(PrincipalUnknown::TimedOut),
         }

@@ -8,6 +8,7 @@
 //! status 400, a documented type (`REQUEST_REFUSED`). An answer in no AWS shape — a redirect, an
 //! HTML page, a 413, a 2xx that is not its JSON — is `Misbehaving`, retried like a 5xx.
 
+use crate::log::server_text;
 use aws_sdk_cloudwatchlogs::config::http::HttpResponse;
 use aws_sdk_cloudwatchlogs::config::interceptors::AfterDeserializationInterceptorContextRef;
 use aws_sdk_cloudwatchlogs::config::{ConfigBag, Intercept, RuntimeComponents};
@@ -166,7 +167,8 @@ fn answer_failure(raw: &HttpResponse) -> Failure {
     let Some(AwsError { code, message, from_cloudwatch }) = aws_error(raw) else {
         return Failure::Misbehaving { status, detail: not_cloudwatch(raw, "not CloudWatch Logs' error shape") };
     };
-    let detail = format!("{code}: {message}");
+    // the server's words, redacted, escaped and cut, for the log; decisions use the raw code
+    let detail = format!("{}: {}", server_text(&code), server_text(&message));
     match code.as_str() {
         // CloudWatch's documented message tells a missing group from a missing stream
         "ResourceNotFoundException" if message.contains("log group") => Failure::GroupMissing,
@@ -175,11 +177,11 @@ fn answer_failure(raw: &HttpResponse) -> Failure {
         c if THROTTLING.contains(&c) => Failure::Transient { throttled: true, detail },
         c if UNAVAILABLE.contains(&c) => Failure::Transient { throttled: false, detail },
         c if CREDENTIALS_REFUSED.contains(&c) => Failure::Credentials(detail),
-        c if ACCESS_DENIED.contains(&c) => Failure::Denied(message),
+        c if ACCESS_DENIED.contains(&c) => Failure::Denied(server_text(&message)),
         c if REQUEST_REFUSED.contains(&c) && from_cloudwatch && status == 400 => Failure::Invalid(detail),
         _ if status == 429 => Failure::Transient { throttled: true, detail },
         _ if status >= 500 => Failure::Transient { throttled: false, detail },
-        _ if status == 403 => Failure::Denied(message),
+        _ if status == 403 => Failure::Denied(server_text(&message)),
         _ => Failure::Misbehaving {
             status,
             detail: format!("HTTP {status} {detail}: not an answer CloudWatch Logs documents for this call"),
@@ -263,9 +265,9 @@ const NOT_A_SUCCESS: &str = "a success that is not CloudWatch Logs' JSON answer"
 
 /// An answer that is not CloudWatch Logs', said without its body (which may be a whole page).
 fn not_cloudwatch(raw: &HttpResponse, what: &str) -> String {
-    let content_type = raw.headers().get("content-type").unwrap_or("none");
+    let content_type = server_text(raw.headers().get("content-type").unwrap_or("none"));
     let length = raw.body().bytes().map_or(0, <[u8]>::len);
-    let location = raw.headers().get("location").map(|l| format!(", location {l}")).unwrap_or_default();
+    let location = raw.headers().get("location").map(|l| format!(", location {}", server_text(l))).unwrap_or_default();
     format!(
         "HTTP {} (content-type {content_type}, {length} bytes{location}): {what}; a proxy or load balancer in the way?",
         raw.status().as_u16()
@@ -325,13 +327,17 @@ fn is_cloudwatch_success(raw: &HttpResponse) -> bool {
 }
 
 /// An error and its sources as one line, without the Debug dumps of `DisplayErrorContext`.
+/// Each part may hold a server's words (an SDK error's message, a credential provider's body),
+/// so each goes through `server_text`: redacted, escaped, cut.
 pub fn error_chain(err: &(dyn Error + 'static)) -> String {
     let mut parts: Vec<String> = Vec::new();
+    let mut last = String::new();
     let mut current = Some(err);
     while let Some(e) = current {
         let text = e.to_string();
-        if !parts.last().is_some_and(|p| p.contains(&text)) {
-            parts.push(text);
+        if parts.is_empty() || !last.contains(&text) {
+            parts.push(server_text(&text));
+            last = text;
         }
         current = e.source();
     }

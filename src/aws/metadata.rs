@@ -37,8 +37,7 @@ async fn get_inner(url: &str, headers: &[(&str, &str)]) -> Result<String, String
     let answer = read_capped(&mut conn, url).await?;
     let (status, body) = parse_response(&answer).ok_or_else(|| format!("GET {url}: not an HTTP answer"))?;
     if status != 200 {
-        let excerpt: String = body.chars().take(200).collect();
-        return Err(format!("GET {url}: HTTP {status}: {excerpt}"));
+        return Err(format!("GET {url}: HTTP {status}: {}", crate::log::server_text(&body)));
     }
     Ok(body)
 }
