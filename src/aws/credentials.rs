@@ -337,8 +337,15 @@ impl CredentialCache {
     async fn refusal(&self, err: &CredentialsError, detail: &str) -> Option<CredentialsRefused> {
         let kind = refusal_kind(err)?;
         let message = match kind {
+            Refusal::RoleDenied if self.role_arn.is_none() => {
+                // the base chain's own role (web identity, a profile's role_arn) was refused
+                format!(
+                    "the base credentials' role was refused by STS: check the role named by AWS_ROLE_ARN or the \
+                     profile, and its trust policy (for web identity: the OIDC provider and the token's audience) ({detail})"
+                )
+            }
             Refusal::RoleDenied => {
-                let role = self.role_arn.as_deref().unwrap_or("(none)");
+                let role = self.role_arn.as_deref().unwrap_or_default();
                 let principal = match self.principal().await {
                     Ok(arn) => arn,
                     Err(why) => format!("an unidentified principal ({why})"),
