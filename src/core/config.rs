@@ -70,7 +70,7 @@ const LOG_GROUP_NAME: Key = Key {
     name: "log_group_name",
     default: Unset::Computed("(required unless `log_group_template`)"),
     from: "C, Go",
-    meaning: "Log group to write to. May hold variables (`$(...)` as in the Go plugin, or `$TAG`/`$key['sub']`), like `log_group_template`.",
+    meaning: "Log group to write to. `$(...)` variables are read exactly as the Go plugin reads them, plus `$(var:-default)`; any other `$` is text. A name CloudWatch would refuse is sanitised as the Go plugin does, with a warning.",
 };
 const LOG_GROUP_TEMPLATE: Key = Key {
     name: "log_group_template",
@@ -88,7 +88,7 @@ const LOG_STREAM_NAME: Key = Key {
     name: "log_stream_name",
     default: Unset::Nothing,
     from: "C, Go",
-    meaning: "Log stream name; may hold variables as `log_group_name`. Set exactly one of this and `log_stream_prefix` (unless `log_stream_template` is set).",
+    meaning: "Log stream name; may hold `$(...)` variables as `log_group_name`. Set exactly one of this and `log_stream_prefix` (unless `log_stream_template` is set).",
 };
 const LOG_STREAM_PREFIX: Key = Key {
     name: "log_stream_prefix",
@@ -124,7 +124,7 @@ const NEW_LOG_GROUP_TAGS: Key = Key {
     name: "new_log_group_tags",
     default: Unset::Nothing,
     from: "Go",
-    meaning: "Tags of a group the plugin creates: `k=v,k2=v2` (at most 50; keys 1-128, values 0-256 characters).",
+    meaning: "Tags of a group the plugin creates: `k=v,k2=v2` (at most 50; keys 1-128, values 0-256 characters), read as the Go plugin reads it (spaces trimmed, empty entries skipped, a repeated key's last value wins).",
 };
 const LOG_GROUP_CLASS: Key = Key {
     name: "log_group_class",
@@ -801,12 +801,15 @@ fn new_group(get: &impl Fn(&str) -> Option<String>, warnings: &mut Vec<String>) 
     Ok(NewGroup { retention_days, tags, class, kms_key_id })
 }
 
+/// `new_log_group_tags`, in the order first written.
+type Tags = Vec<(String, String)>;
+
 /// `k=v,k2=v2` read as the Go plugin's `tagKeysToMap` reads it (keys and values trimmed, empty
 /// entries skipped, no `=` an empty value, a repeated key's last value wins), then held to
 /// CloudWatch's tag rules. Also returns the leniencies used, for a warning.
-fn parse_tags(v: &str) -> Option<(Vec<(String, String)>, Vec<&'static str>)> {
+fn parse_tags(v: &str) -> Option<(Tags, Vec<&'static str>)> {
     let allowed = |s: &str| s.chars().all(|c| c.is_alphanumeric() || c.is_whitespace() || "_.:/=+-@".contains(c));
-    let mut tags: Vec<(String, String)> = Vec::new();
+    let mut tags: Tags = Vec::new();
     let mut leniencies = Vec::new();
     let mut note = |what| {
         if !leniencies.contains(&what) {

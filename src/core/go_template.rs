@@ -40,23 +40,35 @@ pub struct GoTemplate {
 enum Part {
     /// A range of `text`, written through the sanitiser.
     Text(Range<usize>),
-    /// `span` is the whole `$(...)`; `default` (our extension) a range of `text`.
-    Var { var: GoVar, default: Option<Range<usize>>, span: Range<usize> },
+    Var(Variable),
+}
+
+/// One `$(...)`: how Go reads it, our `:-default` (a range of `text`), and where it is written
+/// (the whole `$(...)`, for `Unresolved`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Variable {
+    read: GoVar,
+    default: Option<Range<usize>>,
+    span: Range<usize>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum GoVar {
-    Tag,
-    TagPart(usize),
+    /// The tag, or one of its (at most 10) parts.
+    Tag { part: Option<usize> },
+    /// A value of this plugin instance.
+    Instance(InstanceValue),
+    /// `key` is the record key; `walk` is what follows it, used when its value is a map.
+    Record { key: Range<usize>, walk: Vec<Step> },
+}
+
+/// Values that do not depend on the record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum InstanceValue {
     Uuid,
     EcsCluster,
     EcsTaskArn,
     EcsTaskId,
-    /// `key` is the record key; `walk` is what follows it, used when its value is a map.
-    Record {
-        key: Range<usize>,
-        walk: Vec<Step>,
-    },
 }
 
 /// One piece of the text after a record key (Go's `parseKeysTemplate`).
@@ -94,7 +106,7 @@ impl GoTemplate {
             if let Some(reading) = describe_lenient(text, &var, var_range) {
                 readings.push(format!("'{}' {reading}", &text[at..=close]));
             }
-            parts.push(Part::Var { var, default, span: at..close + 1 });
+            parts.push(Part::Var(Variable { read: var, default, span: at..close + 1 }));
             pos = close + 1;
         }
         if pos < text.len() {
@@ -105,25 +117,28 @@ impl GoTemplate {
         (template, readings)
     }
 
+    fn variables(&self) -> impl Iterator<Item = &GoVar> {
+        self.parts.iter().filter_map(|p| match p {
+            Part::Var(v) => Some(&v.read),
+            Part::Text(_) => None,
+        })
+    }
+
     /// No variables: the name is the text.
     pub fn is_static(&self) -> bool {
-        self.parts.iter().all(|p| matches!(p, Part::Text(_)))
+        self.variables().next().is_none()
     }
 
     pub fn uses_record(&self) -> bool {
-        self.uses(|v| matches!(v, GoVar::Record { .. }))
+        self.variables().any(|v| matches!(v, GoVar::Record { .. }))
     }
 
     pub fn uses_ecs(&self) -> bool {
-        self.uses(|v| matches!(v, GoVar::EcsCluster | GoVar::EcsTaskArn | GoVar::EcsTaskId))
+        self.variables().any(|v| matches!(v, GoVar::Instance(i) if *i != InstanceValue::Uuid))
     }
 
     pub fn uses_uuid(&self) -> bool {
-        self.uses(|v| matches!(v, GoVar::Uuid))
-    }
-
-    fn uses(&self, test: impl Fn(&GoVar) -> bool) -> bool {
-        self.parts.iter().any(|p| matches!(p, Part::Var { var, .. } if test(var)))
+        self.variables().any(|v| *v == GoVar::Instance(InstanceValue::Uuid))
     }
 
     /// Clears `out` and writes the name for one record, as the Go plugin would; `Err` names the
@@ -132,31 +147,44 @@ impl GoTemplate {
     pub fn render(&self, tag: &str, body: &[u8], vars: &Vars<'_>, out: &mut String) -> Result<(), Unresolved<'_>> {
         out.clear();
         let mut name = GoName { out, kind: self.kind, full: false };
-        for part in &self.parts {
-            match part {
-                Part::Text(range) => name.write(self.text[range.clone()].as_bytes()),
-                Part::Var { var, default, span } => {
-                    let (len, full) = (name.out.len(), name.full);
-                    if self.write_variable(var, tag, body, vars, &mut name) {
-                        continue;
-                    }
-                    // a map walk may have written part of the value before a key was missing
-                    name.out.truncate(len);
-                    name.full = full;
-                    match default {
-                        Some(range) => name.write(self.text[range.clone()].as_bytes()),
-                        None => {
-                            name.out.clear();
-                            return Err(Unresolved { variable: &self.text[span.clone()] });
-                        }
-                    }
-                }
+        let missing = self.parts.iter().find_map(|part| match part {
+            Part::Text(range) => {
+                name.write(self.text[range.clone()].as_bytes());
+                None
             }
+            Part::Var(variable) => (!self.write_or_default(variable, tag, body, vars, &mut name)).then_some(variable),
+        });
+        if let Some(variable) = missing {
+            name.out.clear();
+            return Err(Unresolved { variable: &self.text[variable.span.clone()] });
         }
         if name.out.is_empty() {
             return Err(Unresolved { variable: &self.text });
         }
         Ok(())
+    }
+
+    /// Writes a variable's value, else its default; false when it has neither.
+    fn write_or_default(
+        &self,
+        variable: &Variable,
+        tag: &str,
+        body: &[u8],
+        vars: &Vars<'_>,
+        name: &mut GoName<'_>,
+    ) -> bool {
+        let (len, full) = (name.out.len(), name.full);
+        if self.write_variable(&variable.read, tag, body, vars, name) {
+            return true;
+        }
+        // a map walk may have written part of the value before a key was missing
+        name.out.truncate(len);
+        name.full = full;
+        let Some(default) = &variable.default else {
+            return false;
+        };
+        name.write(self.text[default.clone()].as_bytes());
+        true
     }
 
     /// Writes a variable's value; false when it has none.
@@ -166,15 +194,15 @@ impl GoTemplate {
             !value.is_empty()
         };
         match var {
-            GoVar::Tag => name.write(tag.as_bytes()),
-            GoVar::TagPart(n) => match tag.splitn(GO_TAG_PARTS, '.').nth(*n) {
+            GoVar::Tag { part: None } => name.write(tag.as_bytes()),
+            GoVar::Tag { part: Some(n) } => match tag.splitn(GO_TAG_PARTS, '.').nth(*n) {
                 Some(part) => name.write(part.as_bytes()),
                 None => return false,
             },
-            GoVar::Uuid => name.write(vars.uuid.as_bytes()),
-            GoVar::EcsCluster => return vars.ecs.is_some_and(|e| present(&e.cluster, name)),
-            GoVar::EcsTaskArn => return vars.ecs.is_some_and(|e| present(&e.task_arn, name)),
-            GoVar::EcsTaskId => return vars.ecs.is_some_and(|e| present(&e.task_id, name)),
+            GoVar::Instance(InstanceValue::Uuid) => name.write(vars.uuid.as_bytes()),
+            GoVar::Instance(InstanceValue::EcsCluster) => return vars.ecs.is_some_and(|e| present(&e.cluster, name)),
+            GoVar::Instance(InstanceValue::EcsTaskArn) => return vars.ecs.is_some_and(|e| present(&e.task_arn, name)),
+            GoVar::Instance(InstanceValue::EcsTaskId) => return vars.ecs.is_some_and(|e| present(&e.task_id, name)),
             // a damaged body is a record without the value: the name falls back
             GoVar::Record { key, walk } => {
                 return self.write_record_value(&self.text[key.clone()], walk, body, name).unwrap_or(false)
@@ -227,8 +255,8 @@ impl GoTemplate {
         for part in &self.parts {
             match part {
                 Part::Text(range) => texts.push(range),
-                Part::Var { default: Some(range), .. } => texts.push(range),
-                Part::Var { .. } => {}
+                Part::Var(Variable { default: Some(range), .. }) => texts.push(range),
+                Part::Var(_) => {}
             }
         }
         for range in texts {
@@ -265,20 +293,21 @@ impl fmt::Display for GoTemplate {
 /// Go's reading of the text between `$(` and `)` (before any `:-`).
 fn read_variable(text: &str, range: Range<usize>) -> GoVar {
     let inner = &text[range.clone()];
-    match inner {
-        "uuid" => return GoVar::Uuid,
-        "ecs_cluster" => return GoVar::EcsCluster,
-        "ecs_task_arn" => return GoVar::EcsTaskArn,
-        "ecs_task_id" => return GoVar::EcsTaskId,
-        _ => {}
+    let instance = match inner {
+        "uuid" => Some(InstanceValue::Uuid),
+        "ecs_cluster" => Some(InstanceValue::EcsCluster),
+        "ecs_task_arn" => Some(InstanceValue::EcsTaskArn),
+        "ecs_task_id" => Some(InstanceValue::EcsTaskId),
+        _ => None,
+    };
+    if let Some(value) = instance {
+        return GoVar::Instance(value);
     }
     let head_len = inner.find('[').unwrap_or(inner.len());
     if &inner[..head_len] == "tag" {
         // Go: `tag` and `tag[` are the whole tag; longer, byte 4 is the index, 0 unless a digit
-        return match inner.as_bytes().get(4) {
-            None => GoVar::Tag,
-            Some(b) => GoVar::TagPart(if b.is_ascii_digit() { usize::from(b - b'0') } else { 0 }),
-        };
+        let part = inner.as_bytes().get(4).map(|b| if b.is_ascii_digit() { usize::from(b - b'0') } else { 0 });
+        return GoVar::Tag { part };
     }
     let key = range.start..range.start + head_len;
     GoVar::Record { key, walk: read_walk(text, range.start + head_len..range.end) }
@@ -311,8 +340,10 @@ fn read_walk(text: &str, range: Range<usize>) -> Vec<Step> {
 fn describe_lenient(text: &str, var: &GoVar, range: Range<usize>) -> Option<String> {
     let inner = &text[range];
     match var {
-        GoVar::Tag if inner != "tag" => Some("is the whole tag".to_owned()),
-        GoVar::TagPart(n) if !(inner.len() == 6 && inner.as_bytes()[4].is_ascii_digit() && inner.ends_with(']')) => {
+        GoVar::Tag { part: None } if inner != "tag" => Some("is the whole tag".to_owned()),
+        GoVar::Tag { part: Some(n) }
+            if !(inner.len() == 6 && inner.as_bytes()[4].is_ascii_digit() && inner.ends_with(']')) =>
+        {
             Some(format!("is tag part {n} (the Go plugin reads one digit)"))
         }
         GoVar::Record { key, walk } => {
