@@ -200,7 +200,7 @@ fn a_bad_key_stops_startup_with_one_line_naming_it() {
         (&[("credentials_endpoint", "169.254.170.2/creds")], "credentials_endpoint", "169.254.170.2/creds"),
         (&[("new_log_group_tags", "aws:team=logs")], "new_log_group_tags", "aws:team=logs"),
         (&[("log_group_template", "$(upper(tag))")], "log_group_template", "$(upper(tag))"),
-        (&[("log_group_name", "aws/app-$(tag)")], "log_group_name", "aws/app-$(tag)"),
+        (&[("log_group_name", "aws/app x")], "log_group_name", "aws/app x"),
         (&[("metric_dimensions", "a;;b"), ("metric_namespace", "ns")], "metric_dimensions", "a;;b"),
         (&[("extra_user_agent", "a b")], "extra_user_agent", "a b"),
         (&[("plugin_log_level", "loud")], "plugin_log_level", "loud"),
