@@ -6,9 +6,10 @@
 //! so an unset key is parsed as its documented default; the README's table is `markdown_table()`.
 
 use crate::core::emf::{check_namespace, parse_dimensions, MetricFormat};
+use crate::core::go_template::GoTemplate;
 use crate::core::message::{MessageFormat, MissingKey};
-use crate::core::names::{check_group_name, check_stream_name, NameKind};
-use crate::core::naming::NameRule;
+use crate::core::names::{check_group_name, check_stream_name, NameKind, MAX_NAME_BYTES};
+use crate::core::naming::{NameRule, NameTemplate};
 use crate::core::record_path::RecordPath;
 use crate::core::template::Template;
 use crate::core::url::{host_reach, split_authority, split_http_url, HostReach};
@@ -69,7 +70,7 @@ const LOG_GROUP_NAME: Key = Key {
     name: "log_group_name",
     default: Unset::Computed("(required unless `log_group_template`)"),
     from: "C, Go",
-    meaning: "Log group to write to. May hold variables (`$(...)` as in the Go plugin, or `$TAG`/`$key['sub']`), like `log_group_template`.",
+    meaning: "Log group to write to. `$(...)` variables are read exactly as the Go plugin reads them, plus `$(var:-default)`; any other `$` is text. A name CloudWatch would refuse is sanitised as the Go plugin does, with a warning.",
 };
 const LOG_GROUP_TEMPLATE: Key = Key {
     name: "log_group_template",
@@ -87,7 +88,7 @@ const LOG_STREAM_NAME: Key = Key {
     name: "log_stream_name",
     default: Unset::Nothing,
     from: "C, Go",
-    meaning: "Log stream name; may hold variables as `log_group_name`. Set exactly one of this and `log_stream_prefix` (unless `log_stream_template` is set).",
+    meaning: "Log stream name; may hold `$(...)` variables as `log_group_name`. Set exactly one of this and `log_stream_prefix` (unless `log_stream_template` is set).",
 };
 const LOG_STREAM_PREFIX: Key = Key {
     name: "log_stream_prefix",
@@ -123,7 +124,7 @@ const NEW_LOG_GROUP_TAGS: Key = Key {
     name: "new_log_group_tags",
     default: Unset::Nothing,
     from: "Go",
-    meaning: "Tags of a group the plugin creates: `k=v,k2=v2` (at most 50; keys 1-128, values 0-256 characters).",
+    meaning: "Tags of a group the plugin creates: `k=v,k2=v2` (at most 50; keys 1-128, values 0-256 characters), read as the Go plugin reads it (spaces trimmed, empty entries skipped, a repeated key's last value wins).",
 };
 const LOG_GROUP_CLASS: Key = Key {
     name: "log_group_class",
@@ -540,8 +541,9 @@ impl Config {
                 None => return Err(missing(&REGION, "an AWS region such as us-east-1 (or set AWS_REGION)")),
             },
         };
-        let group = group_rule(&get)?;
-        let stream = stream_rule(&get)?;
+        let mut warnings = Vec::new();
+        let group = group_rule(&get, &mut warnings)?;
+        let stream = stream_rule(&get, &mut warnings)?;
         let role_arn = given(&get, &ROLE_ARN).map(|v| check_role_arn(&v).map(|_| v)).transpose()?;
         let external_id = given(&get, &EXTERNAL_ID)
             .map(|v| check_sts_text(&v, 2, 1224, "+=,.@:/-_").map_err(|a| bad(&EXTERNAL_ID, &v, a)).map(|_| v))
@@ -555,7 +557,6 @@ impl Config {
             Some(v) => return Err(bad(&LOG_FORMAT, &v, "a format name such as json/emf (printable, no spaces)")),
             None => metrics.as_ref().map(|_| "json/emf".to_owned()),
         };
-        let mut warnings = Vec::new();
         if flag(&get, &ADD_ENTITY)? {
             warnings.push(
                 "add_entity is on, but cloudwatch_rs does not send the Application Signals entity: events are sent without it"
@@ -567,7 +568,7 @@ impl Config {
             group,
             stream,
             auto_create_group: flag(&get, &AUTO_CREATE_GROUP)?,
-            new_group: new_group(&get)?,
+            new_group: new_group(&get, &mut warnings)?,
             auto_create_stream: flag(&get, &AUTO_CREATE_STREAM)?,
             role_arn,
             external_id,
@@ -655,22 +656,23 @@ impl Config {
 }
 
 /// `log_group_template` over `log_group_name` over `default_log_group_name`.
-fn group_rule(get: &impl Fn(&str) -> Option<String>) -> Result<NameRule, ConfigError> {
+fn group_rule(get: &impl Fn(&str) -> Option<String>, warnings: &mut Vec<String>) -> Result<NameRule, ConfigError> {
     let default = value(get, &DEFAULT_LOG_GROUP_NAME);
     check_group_name(&default).map_err(|a| bad(&DEFAULT_LOG_GROUP_NAME, &default, a))?;
     let template = given(get, &LOG_GROUP_TEMPLATE).map(|t| parse_template(&LOG_GROUP_TEMPLATE, &t, NameKind::Group));
-    let base = given(get, &LOG_GROUP_NAME).map(|v| configured(&LOG_GROUP_NAME, &v, NameKind::Group)).transpose()?;
+    let base =
+        given(get, &LOG_GROUP_NAME).map(|v| configured(&LOG_GROUP_NAME, &v, NameKind::Group, warnings)).transpose()?;
     name_rule(template.transpose()?, base, default)
         .ok_or_else(|| missing(&LOG_GROUP_NAME, "a log group name (or set log_group_template)"))
 }
 
 /// `log_stream_template` over `log_stream_name` / `log_stream_prefix` over `default_log_stream_name`.
-fn stream_rule(get: &impl Fn(&str) -> Option<String>) -> Result<NameRule, ConfigError> {
+fn stream_rule(get: &impl Fn(&str) -> Option<String>, warnings: &mut Vec<String>) -> Result<NameRule, ConfigError> {
     let default = value(get, &DEFAULT_LOG_STREAM_NAME);
     check_stream_name(&default).map_err(|a| bad(&DEFAULT_LOG_STREAM_NAME, &default, a))?;
     let template = given(get, &LOG_STREAM_TEMPLATE).map(|t| parse_template(&LOG_STREAM_TEMPLATE, &t, NameKind::Stream));
     let base = match (given(get, &LOG_STREAM_NAME), given(get, &LOG_STREAM_PREFIX)) {
-        (Some(name), None) => Some(configured(&LOG_STREAM_NAME, &name, NameKind::Stream)?),
+        (Some(name), None) => Some(configured(&LOG_STREAM_NAME, &name, NameKind::Stream, warnings)?),
         (None, Some(prefix)) => {
             check_stream_name(&prefix).map_err(|a| bad(&LOG_STREAM_PREFIX, &prefix, a))?;
             Some(Configured::Static(NameRule::TagPrefix(prefix)))
@@ -688,15 +690,16 @@ fn stream_rule(get: &impl Fn(&str) -> Option<String>) -> Result<NameRule, Config
 /// A configured name: static (a fixed name or a prefix), or holding variables.
 enum Configured {
     Static(NameRule),
-    Template(Template),
+    Template(GoTemplate),
 }
 
 /// The explicit template wins, then a configured name holding variables; what falls back when
 /// a variable cannot be resolved is the static configured name, else the default.
 fn name_rule(template: Option<Template>, base: Option<Configured>, default: String) -> Option<NameRule> {
     let (template, fallback) = match (template, base) {
-        (Some(template), Some(Configured::Static(fallback))) => (template, fallback),
-        (Some(template), _) | (None, Some(Configured::Template(template))) => (template, NameRule::Fixed(default)),
+        (Some(template), Some(Configured::Static(fallback))) => (template.into(), fallback),
+        (Some(template), _) => (template.into(), NameRule::Fixed(default)),
+        (None, Some(Configured::Template(template))) => (NameTemplate::Go(template), NameRule::Fixed(default)),
         (None, Some(Configured::Static(rule))) => return Some(rule),
         (None, None) => return None,
     };
@@ -707,20 +710,41 @@ fn parse_template(key: &Key, text: &str, kind: NameKind) -> Result<Template, Con
     Template::parse(text, kind).map_err(|why| bad(key, text, why))
 }
 
-/// A name with a `$` is a template (the Go plugin's `$(...)` or record-accessor variables).
-fn configured(key: &Key, v: &str, kind: NameKind) -> Result<Configured, ConfigError> {
-    if v.contains('$') {
-        let template = parse_template(key, v, kind)?;
-        if !template.is_static() {
-            return Ok(Configured::Template(template));
+/// A name with `$(...)` is a template read as the Go plugin reads it (any other `$` is text,
+/// as in both peers). A name without variables is sent as it is when CloudWatch takes it (as
+/// the C plugin does: a `#` stays); one CloudWatch would refuse is sent as the Go plugin sends
+/// it, sanitised (and cut to 512 bytes). Each lenient reading is one warning line.
+fn configured(key: &Key, v: &str, kind: NameKind, warnings: &mut Vec<String>) -> Result<Configured, ConfigError> {
+    let (template, readings) = GoTemplate::parse(v, kind);
+    let mut warn = |readings: Vec<String>| {
+        if !readings.is_empty() {
+            warnings.push(format!("{} '{v}' read as the Go plugin reads it: {}", key.name, readings.join("; ")));
         }
+    };
+    if !template.is_static() {
+        warn(readings);
+        return Ok(Configured::Template(template));
     }
     let check = if kind == NameKind::Group { check_group_name } else { check_stream_name };
-    check(v).map_err(|a| bad(key, v, a))?;
-    Ok(Configured::Static(NameRule::Fixed(v.to_owned())))
+    if check(v).is_ok() {
+        // only the `$` line can apply: the text needs no sanitising
+        warn(readings.into_iter().filter(|r| r.contains("'$'")).collect());
+        return Ok(Configured::Static(NameRule::Fixed(v.to_owned())));
+    }
+    let mut name = String::new();
+    let sanitised = template.render("", &[], &Default::default(), &mut name);
+    if sanitised.is_err() || check(&name).is_err() {
+        return Err(bad(key, v, check(&name).err().unwrap_or("a non-empty name")));
+    }
+    let mut readings = readings;
+    if v.len() > MAX_NAME_BYTES {
+        readings.push(format!("cut to {MAX_NAME_BYTES} bytes"));
+    }
+    warn(readings);
+    Ok(Configured::Static(NameRule::Fixed(name)))
 }
 
-fn new_group(get: &impl Fn(&str) -> Option<String>) -> Result<NewGroup, ConfigError> {
+fn new_group(get: &impl Fn(&str) -> Option<String>, warnings: &mut Vec<String>) -> Result<NewGroup, ConfigError> {
     let days = value(get, &LOG_RETENTION_DAYS);
     let retention_days = match days.trim().parse::<i32>() {
         Ok(0) => None,
@@ -732,15 +756,26 @@ fn new_group(get: &impl Fn(&str) -> Option<String>) -> Result<NewGroup, ConfigEr
     };
     let tags = match given(get, &NEW_LOG_GROUP_TAGS) {
         None => Vec::new(),
-        Some(v) => parse_tags(&v).ok_or_else(|| {
-            bad(
-                &NEW_LOG_GROUP_TAGS,
-                &v,
-                format!(
-                    "k=v,k2=v2: at most {MAX_TAGS} tags, keys 1-{MAX_TAG_KEY} and values 0-{MAX_TAG_VALUE} characters, keys not starting aws:"
-                ),
-            )
-        })?,
+        Some(v) => {
+            let (tags, leniencies) = parse_tags(&v).ok_or_else(|| {
+                bad(
+                    &NEW_LOG_GROUP_TAGS,
+                    &v,
+                    format!(
+                        "k=v,k2=v2: at most {MAX_TAGS} tags, keys 1-{MAX_TAG_KEY} and values 0-{MAX_TAG_VALUE} characters, keys not starting aws:"
+                    ),
+                )
+            })?;
+            if !leniencies.is_empty() {
+                let read: Vec<String> = tags.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                warnings.push(format!(
+                    "new_log_group_tags '{v}' read as the Go plugin reads it ({}): {}",
+                    leniencies.join(", "),
+                    read.join(",")
+                ));
+            }
+            tags
+        }
     };
     let class = match given(get, &LOG_GROUP_CLASS) {
         None => None,
@@ -766,20 +801,44 @@ fn new_group(get: &impl Fn(&str) -> Option<String>) -> Result<NewGroup, ConfigEr
     Ok(NewGroup { retention_days, tags, class, kms_key_id })
 }
 
-/// `k=v,k2=v2` as CloudWatch's tag rules allow.
-fn parse_tags(v: &str) -> Option<Vec<(String, String)>> {
+/// `new_log_group_tags`, in the order first written.
+type Tags = Vec<(String, String)>;
+
+/// `k=v,k2=v2` read as the Go plugin's `tagKeysToMap` reads it (keys and values trimmed, empty
+/// entries skipped, no `=` an empty value, a repeated key's last value wins), then held to
+/// CloudWatch's tag rules. Also returns the leniencies used, for a warning.
+fn parse_tags(v: &str) -> Option<(Tags, Vec<&'static str>)> {
     let allowed = |s: &str| s.chars().all(|c| c.is_alphanumeric() || c.is_whitespace() || "_.:/=+-@".contains(c));
-    let mut tags = Vec::new();
+    let mut tags: Tags = Vec::new();
+    let mut leniencies = Vec::new();
+    let mut note = |what| {
+        if !leniencies.contains(&what) {
+            leniencies.push(what);
+        }
+    };
     for pair in v.split(',') {
-        let (k, val) = pair.split_once('=')?;
+        let (k, val) = pair.split_once('=').unwrap_or_else(|| {
+            note("entries without '=' have an empty value");
+            (pair, "")
+        });
         let (k, val) = (k.trim(), val.trim());
-        let key_ok = (1..=MAX_TAG_KEY).contains(&k.chars().count()) && allowed(k) && !k.starts_with("aws:");
-        if !key_ok || val.chars().count() > MAX_TAG_VALUE || !allowed(val) || tags.iter().any(|(t, _)| t == k) {
+        if k.is_empty() {
+            note("entries without a key are skipped");
+            continue;
+        }
+        let key_ok = k.chars().count() <= MAX_TAG_KEY && allowed(k) && !k.starts_with("aws:");
+        if !key_ok || val.chars().count() > MAX_TAG_VALUE || !allowed(val) {
             return None;
         }
-        tags.push((k.to_owned(), val.to_owned()));
+        match tags.iter_mut().find(|(t, _)| t == k) {
+            Some(tag) => {
+                note("a repeated key takes its last value");
+                tag.1 = val.to_owned();
+            }
+            None => tags.push((k.to_owned(), val.to_owned())),
+        }
     }
-    (tags.len() <= MAX_TAGS).then_some(tags)
+    (tags.len() <= MAX_TAGS).then_some((tags, leniencies))
 }
 
 fn metric_format(get: &impl Fn(&str) -> Option<String>) -> Result<Option<MetricFormat>, ConfigError> {
@@ -984,7 +1043,7 @@ mod tests {
             (&[("region", "")], "region"),
             (&[("region", "US East")], "region"),
             (&[("log_group_name", "")], "log_group_name"),
-            (&[("log_group_name", "a b")], "log_group_name"),
+            (&[("log_group_name", "aws/a b")], "log_group_name"),
             (&[("log_stream_name", "s")], "log_stream_prefix"),
             (&[("log_stream_prefix", "")], "log_stream_name"),
             (&[("log_stream_prefix", "a:b")], "log_stream_prefix"),
@@ -1004,11 +1063,11 @@ mod tests {
             (&[("log_retention_days", "2")], "log_retention_days"),
             (&[("log_group_class", "BOGUS")], "log_group_class"),
             (&[("kms_key_id", "alias/mine")], "kms_key_id"),
-            (&[("new_log_group_tags", "team")], "new_log_group_tags"),
-            (&[("new_log_group_tags", "a=1,a=2")], "new_log_group_tags"),
+            (&[("new_log_group_tags", "aws:team=x")], "new_log_group_tags"),
+            (&[("new_log_group_tags", "a=1*")], "new_log_group_tags"),
             (&[("log_group_template", "$(upper(tag))")], "log_group_template"),
             (&[("log_stream_template", "x-$(ecs_nope)")], "log_stream_template"),
-            (&[("log_group_name", "app-$(tag")], "log_group_name"),
+            (&[("log_group_name", "aws/app-$(tag")], "log_group_name"),
             (&[("default_log_group_name", "a b")], "default_log_group_name"),
             (&[("log_key", "$a['b'")], "log_key"),
             (&[("log_key_missing", "maybe")], "log_key_missing"),
@@ -1080,6 +1139,55 @@ mod tests {
         assert_eq!(c.stats_interval, Some(Duration::from_secs(300)));
         assert_eq!(c.batches_in_flight, 4);
         assert_eq!(c.warnings.len(), 1);
+    }
+
+    #[test]
+    fn names_read_as_the_go_plugin_reads_them() {
+        let name = |rule: &NameRule| rule.static_name("t");
+        // text CloudWatch refuses is sanitised as Go does, with one warning line per key
+        let c =
+            with(&[("log_group_name", "go21 group"), ("log_stream_prefix", ""), ("log_stream_name", "go22:stream")])
+                .unwrap();
+        assert_eq!((name(&c.group), name(&c.stream)), ("go21.group".into(), "go22.stream".into()));
+        assert_eq!(c.warnings.len(), 2, "{:?}", c.warnings);
+        assert!(c.warnings[0].starts_with("log_group_name 'go21 group' read as the Go plugin reads it: "));
+        assert!(c.warnings[1].contains("'go22:stream' is written 'go22.stream'"), "{:?}", c.warnings);
+        // a name CloudWatch takes is kept as it is (the C plugin's reading: `#` stays)
+        let c = with(&[("log_group_name", "/app#1")]).unwrap();
+        assert_eq!(name(&c.group), "/app#1");
+        assert!(c.warnings.is_empty());
+        // `$` without `(` is text; a stream name takes it, a group's sanitises it; both warn
+        let c = with(&[("log_group_name", "g-$TAG"), ("log_stream_prefix", ""), ("log_stream_name", "$TAG")]).unwrap();
+        assert_eq!((name(&c.group), name(&c.stream)), ("g-.TAG".into(), "$TAG".into()));
+        assert_eq!(c.warnings.len(), 2, "{:?}", c.warnings);
+        assert!(c.warnings.iter().all(|w| w.contains("'$' not followed by '(' is text")), "{:?}", c.warnings);
+        // malformed variables are read as Go reads them, with a warning
+        let c =
+            with(&[("log_group_name", "$(tag[x])"), ("log_stream_prefix", ""), ("log_stream_name", "$(upper(tag))")])
+                .unwrap();
+        assert_eq!(c.warnings.len(), 2, "{:?}", c.warnings);
+        assert!(c.warnings[0].contains("'$(tag[x])' is tag part 0"), "{:?}", c.warnings);
+        assert!(c.warnings[1].contains("'$(upper(tag)' is the record key 'upper(tag'"), "{:?}", c.warnings);
+        // long static names are cut as Go cuts them
+        let long = "a".repeat(600);
+        let c = with(&[("log_group_name", &format!("{long} x"))]).unwrap();
+        assert_eq!(name(&c.group), "a".repeat(512));
+        assert!(c.warnings[0].contains("cut to 512 bytes"));
+        // plain variables need no warning
+        assert!(with(&[("log_group_name", "/ecs/$(ecs_cluster)/$(kubernetes['namespace_name'])")])
+            .unwrap()
+            .warnings
+            .is_empty());
+    }
+
+    #[test]
+    fn tags_read_as_the_go_plugin_reads_them() {
+        let c = with(&[("new_log_group_tags", "a=1, b , =x,,a=2,c==d")]).unwrap();
+        let tags: Vec<(&str, &str)> = c.new_group.tags.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        assert_eq!(tags, [("a", "2"), ("b", ""), ("c", "=d")]);
+        assert_eq!(c.warnings.len(), 1, "{:?}", c.warnings);
+        assert!(c.warnings[0].contains("a=2,b=,c==d"), "{:?}", c.warnings);
+        assert!(with(&[("new_log_group_tags", "team=logs, env=prod")]).unwrap().warnings.is_empty());
     }
 
     #[test]
@@ -1280,7 +1388,7 @@ mod tests {
             ("batches_in_flight", "9", "a whole number from 1 to 8"),
             (
                 "new_log_group_tags",
-                "a",
+                "aws:a",
                 "k=v,k2=v2: at most 50 tags, keys 1-128 and values 0-256 characters, keys not starting aws:",
             ),
             ("auto_create_group", "maybe", "on/off, true/false, yes/no or 1/0"),

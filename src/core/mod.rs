@@ -15,6 +15,11 @@ pub mod chunk;
 pub mod config;
 /// A metrics record → an Embedded Metric Format document (`metric_namespace`, `metric_dimensions`).
 pub mod emf;
+/// The Go plugin's own test vectors, ported.
+#[cfg(test)]
+mod go_plugin_vectors;
+/// `log_group_name` / `log_stream_name` with `$(...)`, read exactly as the Go plugin reads them.
+pub mod go_template;
 /// msgpack → compact JSON, as is or already escaped for the request body; escaping, numbers.
 pub mod json;
 /// A record body → the message bytes (JSON or `log_key`), size limit.

@@ -24,6 +24,14 @@ impl NameKind {
         }
     }
 
+    /// Whether the Go plugin's group sanitiser keeps this byte: `A-Za-z0-9_-./` (not `#`,
+    /// which CloudWatch allows); it replaces every other byte, each byte of a UTF-8 character
+    /// alike, with `.`.
+    #[inline]
+    pub fn go_group_keeps(b: u8) -> bool {
+        b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b'/')
+    }
+
     /// `c`, or `.` in place of a character this kind does not allow.
     #[inline]
     pub fn sanitise(self, c: char) -> char {

@@ -1,6 +1,9 @@
 //! Log group and stream names: the rule (fixed, tag prefix or template with a fallback) that
 //! names each record's group and stream. What CloudWatch allows in a name is `names`'.
 
+use std::fmt;
+
+use crate::core::go_template::GoTemplate;
 use crate::core::names::{cut_to, NameKind, MAX_NAME_BYTES};
 use crate::core::template::{Template, Unresolved, Vars};
 
@@ -14,7 +17,55 @@ pub enum NameRule {
     TagPrefix(String),
     /// Rendered per chunk or per record; `fallback` (never a template) when a variable cannot
     /// be resolved.
-    Template { template: Template, fallback: Box<NameRule> },
+    Template { template: NameTemplate, fallback: Box<NameRule> },
+}
+
+/// A name with variables, in the syntax of the key it came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NameTemplate {
+    /// `log_group_template` / `log_stream_template`.
+    Accessor(Template),
+    /// `$(...)` in `log_group_name` / `log_stream_name`, as the Go plugin reads it.
+    Go(GoTemplate),
+}
+
+impl NameTemplate {
+    pub fn uses_record(&self) -> bool {
+        match self {
+            NameTemplate::Accessor(t) => t.uses_record(),
+            NameTemplate::Go(t) => t.uses_record(),
+        }
+    }
+
+    pub fn uses_ecs(&self) -> bool {
+        match self {
+            NameTemplate::Accessor(t) => t.uses_ecs(),
+            NameTemplate::Go(t) => t.uses_ecs(),
+        }
+    }
+
+    pub fn render(&self, tag: &str, body: &[u8], vars: &Vars<'_>, out: &mut String) -> Result<(), Unresolved<'_>> {
+        match self {
+            NameTemplate::Accessor(t) => t.render(tag, body, vars, out),
+            NameTemplate::Go(t) => t.render(tag, body, vars, out),
+        }
+    }
+}
+
+impl From<Template> for NameTemplate {
+    fn from(t: Template) -> Self {
+        NameTemplate::Accessor(t)
+    }
+}
+
+impl fmt::Display for NameTemplate {
+    /// The text as configured.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            NameTemplate::Accessor(t) => t.fmt(f),
+            NameTemplate::Go(t) => t.fmt(f),
+        }
+    }
 }
 
 impl NameRule {
@@ -90,7 +141,7 @@ mod tests {
     #[test]
     fn templates_fall_back_when_a_variable_is_missing() {
         let rule = NameRule::Template {
-            template: Template::parse("app-$(kubernetes['namespace_name'])", NameKind::Stream).unwrap(),
+            template: Template::parse("app-$(kubernetes['namespace_name'])", NameKind::Stream).unwrap().into(),
             fallback: Box::new(NameRule::TagPrefix("p-".into())),
         };
         assert!(rule.per_record());

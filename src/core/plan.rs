@@ -236,7 +236,7 @@ mod tests {
     fn names_from_records_split_batches_and_count_fallbacks() {
         let group = NameRule::Fixed("g".into());
         let stream = NameRule::Template {
-            template: Template::parse("$app-$TAG[1]", NameKind::Stream).unwrap(),
+            template: Template::parse("$app-$TAG[1]", NameKind::Stream).unwrap().into(),
             fallback: Box::new(NameRule::Fixed("fallback".into())),
         };
         let naming = Naming { group: &group, stream: &stream, vars: &VARS };
