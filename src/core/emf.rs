@@ -172,9 +172,7 @@ fn select_metrics<'a>(
     format: &MetricFormat,
 ) -> Result<Option<(Metrics<'a>, Option<&'static str>)>, MsgpackError> {
     let wanted = |name: &[u8]| {
-        CPU_METRICS.contains(&name)
-            || MEM_METRICS.contains(&name)
-            || format.fields.iter().any(|f| f.as_bytes() == name)
+        CPU_METRICS.contains(&name) || MEM_METRICS.contains(&name) || format.fields.iter().any(|f| f.as_bytes() == name)
     };
     // Pass 1: the wanted fields holding numbers, first occurrence of each, in record order.
     let mut found = Metrics::default();
@@ -594,7 +592,10 @@ mod tests {
         assert_eq!(doc["_aws"]["CloudWatchMetrics"][0]["Dimensions"], json!([["service"]]));
         assert_eq!(emf(&msgpack(&json!({"log": "x", "status": 200})), &format), None);
         // a cpu record keeps C's metric set even with metric_fields
-        assert_eq!(metric_names(&emf(&msgpack(&cpu_input_record()), &format).unwrap()), ["cpu_p", "user_p", "system_p"]);
+        assert_eq!(
+            metric_names(&emf(&msgpack(&cpu_input_record()), &format).unwrap()),
+            ["cpu_p", "user_p", "system_p"]
+        );
     }
 
     #[test]
@@ -623,8 +624,9 @@ mod tests {
     #[test]
     fn a_set_with_a_missing_or_invalid_key_is_left_out() {
         let body = msgpack(&json!({"v": 2, "host": "h1", "port": 8080, "empty": "", "name": "é"}));
-        let dims =
-            |d: &str| emf(&body, &all(d, &["v", "port"])).unwrap()["_aws"]["CloudWatchMetrics"][0]["Dimensions"].clone();
+        let dims = |d: &str| {
+            emf(&body, &all(d, &["v", "port"])).unwrap()["_aws"]["CloudWatchMetrics"][0]["Dimensions"].clone()
+        };
         assert_eq!(dims("host;host,missing;missing"), json!([["host"]]));
         assert_eq!(dims("missing"), json!([[]]));
         assert_eq!(dims(""), json!([[]]));
@@ -675,7 +677,8 @@ mod tests {
             record.insert(format!("m{i:03}"), json!(i));
         }
         let keys: Vec<String> = record.keys().cloned().collect();
-        let doc = emf(&msgpack(&Value::Object(record)), &all("", &keys.iter().map(|k| k.as_str()).collect::<Vec<_>>())).unwrap();
+        let doc = emf(&msgpack(&Value::Object(record)), &all("", &keys.iter().map(|k| k.as_str()).collect::<Vec<_>>()))
+            .unwrap();
         let names = metric_names(&doc);
         assert_eq!(names.len(), MAX_METRICS);
         assert_eq!((names[0], names[99]), ("m000", "m099"));

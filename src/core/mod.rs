@@ -13,12 +13,14 @@ pub mod batch;
 pub mod chunk;
 /// `[OUTPUT]` keys → `Config`; `KEYS`, the one table of keys.
 pub mod config;
-/// A metrics record → an Embedded Metric Format document (`metric_namespace`, `metric_dimensions`).
+/// A `cpu`/`mem` input record → an Embedded Metric Format document (`metric_namespace`, …).
 pub mod emf;
 /// msgpack → compact JSON, as is or already escaped for the request body; escaping, numbers.
 pub mod json;
 /// A record body → the message bytes (JSON or `log_key`), size limit.
 pub mod message;
+/// A metrics chunk (cmetrics msgpack) → EMF documents as log records, as the C plugin writes them.
+pub mod metrics;
 /// Zero-copy msgpack tokens.
 pub mod msgpack;
 /// CloudWatch's log group / stream name rules: length, characters, checks, sanitising.
