@@ -26,7 +26,8 @@
 //! The documents come out as a logs chunk (`[[time, {}], document]` records), so naming, batching
 //! and delivery are the logs path's. The event's time is the value's own (C stamps the flush
 //! time): the same chunk then gives the same events on Fluent Bit's retry, so what an earlier
-//! attempt delivered is recognised and not sent twice. A value without a time gets `now`.
+//! attempt delivered is recognised and not sent twice. A value without a time (cmetrics' 0) gets
+//! `now`, in the event and in `Timestamp` (C writes `Timestamp` 0, which CloudWatch refuses).
 
 use crate::core::msgpack::{MsgpackError, Reader, Token};
 
@@ -233,11 +234,12 @@ fn write_record(
         _ => Number::Plain(float(field(value, b"value")?)?),
     };
     let ts = unsigned(field(value, b"ts")?)?;
-    let timestamp_ms = ts / 1_000_000;
     let (secs, nanos) = match u32::try_from(ts / 1_000_000_000) {
         Ok(secs) if ts > 0 => (secs, (ts % 1_000_000_000) as u32),
         _ => now,
     };
+    // C writes 0 for a value never set (a 1970 metric CloudWatch refuses): the event's time here
+    let timestamp_ms = secs as u64 * 1000 + (nanos / 1_000_000) as u64;
 
     // [[EventTime, {}], {...}]
     out.extend_from_slice(&[0x92, 0x92, 0xd7, 0x00]);
@@ -538,9 +540,10 @@ mod tests {
         let (docs, converted) = documents(&msgpack(&payload));
         assert_eq!(converted, Converted { documents: 1, skipped: 2, damage: None });
         assert_eq!(docs[0].1["x_g"], 2.0);
-        // no time: stamped now
-        let untimed = context(json!([]), vec![family(GAUGE, "x", "", "g", &[], json!([{"value": 1.0}]))]);
-        assert_eq!(documents(&msgpack(&untimed)).0[0].0, 1_800_000_000);
+        // no time (cmetrics writes 0): stamped now, event and document
+        let untimed = context(json!([]), vec![family(GAUGE, "x", "", "g", &[], json!([{"ts": 0, "value": 1.0}]))]);
+        let (secs, doc) = &documents(&msgpack(&untimed)).0[0];
+        assert_eq!((*secs, &doc["_aws"]["Timestamp"]), (1_800_000_000, &json!(1_800_000_000_000u64)));
     }
 
     #[test]
