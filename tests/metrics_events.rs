@@ -14,6 +14,14 @@ fn now() -> SystemTime {
     SystemTime::now()
 }
 
+/// The strict endpoint with group `fluent-health`, and its credentials in the environment.
+fn endpoint_with_group(seed: u64) -> StrictEndpoint {
+    let endpoint = StrictEndpoint::start(false, Faults::default(), seed);
+    Env::new().keys("AKIDSTRICTTEST", "strict-secret-never-logged").apply();
+    endpoint.create_group("fluent-health");
+    endpoint
+}
+
 fn props(url: &str) -> Vec<(&'static str, String)> {
     [
         ("Name", "cloudwatch_rs"),
@@ -56,9 +64,7 @@ fn fluentbit_metrics_payload(ts_ns: u64) -> Vec<u8> {
 #[test]
 fn success_with_metrics() {
     let _serial = serial();
-    let endpoint = StrictEndpoint::start(false, Faults::default(), 91);
-    Env::new().keys("AKIDSTRICTTEST", "strict-secret-never-logged").apply();
-    endpoint.create_group("fluent-health");
+    let endpoint = endpoint_with_group(91);
     let props = props(&endpoint.url);
     let props: Vec<(&str, &str)> = props.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let plugin = Plugin::start_logged(FB_5_1_1, &props);
@@ -127,9 +133,7 @@ fn older_fluent_bit_gets_logs_only_and_a_line_saying_so() {
 #[test]
 fn cpu_input_records_become_the_c_plugins_emf() {
     let _serial = serial();
-    let endpoint = StrictEndpoint::start(false, Faults::default(), 92);
-    Env::new().keys("AKIDSTRICTTEST", "strict-secret-never-logged").apply();
-    endpoint.create_group("fluent-health");
+    let endpoint = endpoint_with_group(92);
     let mut props = props(&endpoint.url);
     props.push(("metric_namespace", "fluent-bit-metrics".into()));
     props.push(("metric_dimensions", "hostname".into()));
