@@ -4,8 +4,9 @@
  * Written from ../shared/reference/fluent-bit-proxy-abi.md (checked against Fluent Bit 5.1.1);
  * only the fields every Fluent Bit from 1.9 to 5.1 has are declared, so the plugin cannot touch
  * memory that some version lacks:
- *   - flb_plugin_proxy_def: five fields. event_type (offset 32, FB >= 5.0) and config_map
- *     (offset 40, FB >= 5.1.1) are deliberately absent: writing them on older FB overruns a heap block.
+ *   - flb_plugin_proxy_def: five fields. event_type (offset 32, FB >= 5.0) is in a separate
+ *     struct, flb_plugin_proxy_def_v5, written only when the allocator says the block holds it
+ *     (src/ffi.rs); config_map (offset 40, FB >= 5.1.1) is never written.
  *   - flbgo_output_plugin: the four leading fields; FB-private callbacks follow and are never touched.
  *   - flb_api: only output_get_property; FB 1.9.x's table has nothing else.
  * bindgen (build.rs) turns this file into the Rust types src/ffi.rs uses.
@@ -32,6 +33,20 @@ struct flb_plugin_proxy_def {
     char *name;
     char *description;
 };
+
+/* The same block in FB >= 5.0 (calloc'd, 40 bytes; 48 in 5.1.1 with config_map after). */
+struct flb_plugin_proxy_def_v5 {
+    int type;
+    int proxy;
+    int flags;
+    char *name;
+    char *description;
+    int event_type;
+};
+
+/* event_type bits (flb_output.h); 0 means logs only. */
+#define FLB_OUTPUT_LOGS    1
+#define FLB_OUTPUT_METRICS 2
 
 /* Fluent Bit's API table. One per registration. Only member 0 exists on every version. */
 struct flb_api {

@@ -12,7 +12,7 @@
 #![allow(non_camel_case_types, non_upper_case_globals, dead_code)]
 
 use crate::instance::{FlushResult, Instance};
-use crate::log::{log_debug, log_error};
+use crate::log::{log_debug, log_error, log_info};
 use crate::runtime;
 use crate::stop;
 use crate::sync::lock;
@@ -62,7 +62,8 @@ fn leaked(s: &CStr) -> *mut c_char {
     ptr
 }
 
-/// Fills the five fields every Fluent Bit version has (never `event_type`/`config_map`).
+/// Fills the five fields every Fluent Bit version has, and declares metrics events as well as
+/// logs where the block is Fluent Bit ≥ 5.0's (see [`EVENT_TYPE_BLOCK`]); never `config_map`.
 #[no_mangle]
 pub extern "C" fn FLBPluginRegister(def: *mut sys::flb_plugin_proxy_def) -> c_int {
     boundary("FLBPluginRegister", -1, || {
@@ -77,9 +78,59 @@ pub extern "C" fn FLBPluginRegister(def: *mut sys::flb_plugin_proxy_def) -> c_in
             (*def).name = leaked(NAME);
             (*def).description = leaked(DESCRIPTION);
         }
+        match block_size(def.cast()) {
+            Some(size) if size >= EVENT_TYPE_BLOCK => {
+                // SAFETY: the allocator that made `def` says it holds `size` ≥ 48 bytes, so the
+                // int at offset 32 is inside it: Fluent Bit ≥ 5.0's event_type field.
+                unsafe {
+                    (*def.cast::<sys::flb_plugin_proxy_def_v5>()).event_type =
+                        (sys::FLB_OUTPUT_LOGS | sys::FLB_OUTPUT_METRICS) as c_int;
+                }
+                log_info!("cloudwatch_rs", "accepting logs and metrics events (Fluent Bit >= 5.0: a {}-byte registration block); metrics are written as EMF", size);
+            }
+            size => log_info!(
+                "cloudwatch_rs",
+                "accepting logs events only: metrics events need Fluent Bit >= 5.0, known by a registration block of at least {} bytes ({}); route metrics to the built-in cloudwatch_logs instead",
+                EVENT_TYPE_BLOCK,
+                size.map(|s| format!("this one is {s}")).unwrap_or_else(|| "the allocator cannot tell its size".into())
+            ),
+        }
         runtime::register();
         0
     })
+}
+
+/// The smallest `def` block taken as Fluent Bit ≥ 5.0's. Fluent Bit ≤ 4.x mallocs 32 bytes,
+/// which glibc makes 40 usable bytes and jemalloc, tcmalloc, mimalloc and musl 32; 5.0–5.1.0
+/// calloc 40 (48 under jemalloc, Fluent Bit's packaged allocator; 40 under glibc: those builds
+/// stay logs-only) and 5.1.1 calloc 48. A block this large holds offset 32 whatever made it,
+/// so the write can never land outside it.
+const EVENT_TYPE_BLOCK: usize = 48;
+
+/// The usable size of a heap block, in the words of the allocator that made it: `calloc` and
+/// `malloc_usable_size` as the process resolves them must come from the same object (Fluent Bit
+/// calls the exported `calloc`; a statically linked allocator that does not also export
+/// `malloc_usable_size` gives `None`, since glibc's would misread its blocks).
+fn block_size(block: *mut c_void) -> Option<usize> {
+    // SAFETY: dlsym/dladdr take NUL-terminated names and write into zeroed Dl_info structs;
+    // `malloc_usable_size` is called only when it belongs to the same object as `calloc`, on a
+    // live block that `calloc` made.
+    unsafe {
+        let calloc = libc::dlsym(libc::RTLD_DEFAULT, c"calloc".as_ptr());
+        let usable = libc::dlsym(libc::RTLD_DEFAULT, c"malloc_usable_size".as_ptr());
+        if calloc.is_null() || usable.is_null() {
+            return None;
+        }
+        let (mut of_calloc, mut of_usable): (libc::Dl_info, libc::Dl_info) = (std::mem::zeroed(), std::mem::zeroed());
+        if libc::dladdr(calloc, &mut of_calloc) == 0
+            || libc::dladdr(usable, &mut of_usable) == 0
+            || of_calloc.dli_fbase != of_usable.dli_fbase
+        {
+            return None;
+        }
+        let usable: unsafe extern "C" fn(*mut c_void) -> usize = std::mem::transmute(usable);
+        Some(usable(block))
+    }
 }
 
 /// Reads the instance's keys, validates them, and stores the instance in `remote_context`.

@@ -6,7 +6,8 @@ use crate::aws::delivery::Delivery;
 use crate::aws::metadata::ecs_task;
 use crate::aws::startup_check::{report_startup_check, startup_check};
 use crate::core::config::{Config, ConfigError, StartupCheck};
-use crate::core::message::{Encoder, MAX_MESSAGE_BYTES};
+use crate::core::message::{Encoder, MessageFormat, MAX_MESSAGE_BYTES};
+use crate::core::metrics;
 use crate::core::naming::NameRule;
 use crate::core::plan::{Naming, Plan};
 use crate::core::progress::{ChunkId, Progress};
@@ -58,6 +59,8 @@ struct Scratch {
     encoder: Encoder,
     /// PutLogEvents bodies, one per call in flight (`batches_in_flight`).
     bodies: Vec<Vec<u8>>,
+    /// A metrics chunk's EMF documents, as log records.
+    metrics: Vec<u8>,
 }
 
 pub struct Instance {
@@ -207,11 +210,47 @@ impl Instance {
         result
     }
 
-    /// Decodes, encodes, sorts and cuts the chunk into `scratch.plan`.
+    /// Decodes, encodes, sorts and cuts the chunk into `scratch.plan`. A metrics chunk (Fluent
+    /// Bit ≥ 5.0, see `ffi`) is first written as EMF documents, sent whole as the C plugin
+    /// sends them: `log_key` and `metric_namespace` do not apply to them.
     fn plan(&self, scratch: &mut Scratch, chunk: &[u8], tag: &str) {
         let vars = Vars { uuid: &self.uuid, ecs: self.ecs.as_ref() };
         let naming = Naming { group: &self.config.group, stream: &self.config.stream, vars: &vars };
-        scratch.plan.build(chunk, tag, naming, &self.config.message, &mut scratch.encoder);
+        if !metrics::is_metrics_chunk(chunk) {
+            scratch.plan.build(chunk, tag, naming, &self.config.message, &mut scratch.encoder);
+            return;
+        }
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        let now = (u32::try_from(now.as_secs()).unwrap_or(u32::MAX), now.subsec_nanos());
+        scratch.metrics.clear();
+        let converted = metrics::to_log_records(chunk, now.0, now.1, &mut scratch.metrics);
+        let whole = MessageFormat {
+            log_key: None,
+            metrics: None,
+            truncation_marker: self.config.message.truncation_marker.clone(),
+            ..Default::default()
+        };
+        scratch.plan.build(&scratch.metrics, tag, naming, &whole, &mut scratch.encoder);
+        log_debug!(&self.label, "tag '{}': metrics chunk, {} EMF documents", tag, converted.documents);
+        if converted.skipped > 0 {
+            Stats::add(&self.stats.dropped_metrics, converted.skipped);
+            log_warn!(
+                &self.label,
+                "tag '{}': {} metric values not written (exponential histograms, unknown metric types or values cmetrics overwrites; counted in dropped_metrics)",
+                tag,
+                converted.skipped
+            );
+        }
+        if let Some(damage) = converted.damage {
+            Stats::add(&self.stats.dropped_damaged_chunk, 1);
+            log_error!(
+                &self.label,
+                "tag '{}': metrics chunk is not a cmetrics payload past some point ({}); the {} documents before it are sent",
+                tag,
+                damage,
+                converted.documents
+            );
+        }
     }
 
     /// Delivers a planned chunk: skips what an earlier attempt of the same chunk delivered,
@@ -326,7 +365,7 @@ impl Instance {
     }
 
     fn return_scratch(&self, mut scratch: Scratch) {
-        if scratch.plan.arena.capacity() > MAX_KEPT_ARENA {
+        if scratch.plan.arena.capacity() > MAX_KEPT_ARENA || scratch.metrics.capacity() > MAX_KEPT_ARENA {
             scratch = Scratch::default();
         }
         lock(&self.scratch).push(scratch);

@@ -40,6 +40,7 @@ counters! {
     dropped_bad_body: "records skipped: body could not be decoded",
     dropped_damaged_chunk: "chunks whose tail was not msgpack (its records are lost)",
     dropped_empty: "records skipped: empty message",
+    dropped_metrics: "metric values not written as EMF: exponential histograms, unknown types, values cmetrics overwrites",
     dropped_missing_key: "records skipped: log_key absent",
     dropped_rejected_too_old: "events CloudWatch rejected as too old",
     dropped_rejected_too_new: "events CloudWatch rejected as too new",

@@ -5,7 +5,7 @@
 //! have it and its meaning. `KEYS` lists them; the parser reads every key through its constant,
 //! so an unset key is parsed as its documented default; the README's table is `markdown_table()`.
 
-use crate::core::emf::{check_namespace, parse_dimensions, MetricFormat};
+use crate::core::emf::{check_namespace, parse_dimensions, parse_fields, MetricFormat};
 use crate::core::go_template::GoTemplate;
 use crate::core::message::{MessageFormat, MissingKey};
 use crate::core::names::{check_group_name, check_stream_name, NameKind, MAX_NAME_BYTES};
@@ -226,7 +226,13 @@ const METRIC_NAMESPACE: Key = Key {
     name: "metric_namespace",
     default: Unset::Nothing,
     from: "C",
-    meaning: "Turns records with numeric fields into Embedded Metric Format: their numbers become metrics in this namespace; other records are sent as they are. Not used together with `log_key` (which wins).",
+    meaning: "Turns the `cpu` and `mem` inputs' records (known by their fields: `cpu_p`, `user_p`, `system_p`; `Mem.total`, `Mem.used`, `Mem.free`) into Embedded Metric Format with the C plugin's metrics and units, and records with `metric_fields` numbers into EMF with those; other records are sent as they are. Not used together with `log_key` (which wins).",
+};
+const METRIC_FIELDS: Key = Key {
+    name: "metric_fields",
+    default: Unset::Nothing,
+    from: "-",
+    meaning: "With `metric_namespace`: top-level fields (`a,b`) that are metrics in records other than the `cpu`/`mem` inputs'; a record holding any of them as a number becomes EMF. Unset: only `cpu`/`mem` records do.",
 };
 const METRIC_DIMENSIONS: Key = Key {
     name: "metric_dimensions",
@@ -321,6 +327,7 @@ pub const KEYS: &[Key] = &[
     LOG_FORMAT,
     METRIC_NAMESPACE,
     METRIC_DIMENSIONS,
+    METRIC_FIELDS,
     EXTRA_USER_AGENT,
     AUTO_RETRY_REQUESTS,
     TRUNCATION_MARKER,
@@ -846,14 +853,19 @@ fn metric_format(get: &impl Fn(&str) -> Option<String>) -> Result<Option<MetricF
         Some(v) => parse_dimensions(&v).map_err(|a| bad(&METRIC_DIMENSIONS, &v, a))?,
         None => Vec::new(),
     };
+    let fields = match given(get, &METRIC_FIELDS) {
+        Some(v) => parse_fields(&v).map_err(|a| bad(&METRIC_FIELDS, &v, a))?,
+        None => Vec::new(),
+    };
     match given(get, &METRIC_NAMESPACE) {
         Some(ns) => {
             check_namespace(&ns).map_err(|a| bad(&METRIC_NAMESPACE, &ns, a))?;
-            Ok(Some(MetricFormat { namespace: ns, dimensions }))
+            Ok(Some(MetricFormat { namespace: ns, dimensions, fields }))
         }
         None if !dimensions.is_empty() => {
             Err(missing(&METRIC_NAMESPACE, "a namespace, since metric_dimensions is set"))
         }
+        None if !fields.is_empty() => Err(missing(&METRIC_NAMESPACE, "a namespace, since metric_fields is set")),
         None => Ok(None),
     }
 }
@@ -1073,6 +1085,8 @@ mod tests {
             (&[("log_key_missing", "maybe")], "log_key_missing"),
             (&[("metric_dimensions", "a;;b"), ("metric_namespace", "ns")], "metric_dimensions"),
             (&[("metric_dimensions", "host")], "metric_namespace"),
+            (&[("metric_fields", "a")], "metric_namespace"),
+            (&[("metric_fields", "a,a"), ("metric_namespace", "ns")], "metric_fields"),
             (&[("log_format", "json emf")], "log_format"),
             (&[("extra_user_agent", "a b")], "extra_user_agent"),
             (&[("auto_retry_requests", "sometimes")], "auto_retry_requests"),
@@ -1120,6 +1134,7 @@ mod tests {
             ("log_key_missing", "record"),
             ("metric_namespace", "fluent-bit-metrics"),
             ("metric_dimensions", "host;host,cpu"),
+            ("metric_fields", "latency_ms"),
             ("extra_user_agent", "firelens"),
             ("auto_retry_requests", "false"),
             ("credentials_endpoint", "http://127.0.0.1:51679/creds"),

@@ -1,17 +1,31 @@
 //! A metrics record → a CloudWatch Embedded Metric Format (EMF) document, in place of plain JSON.
 //!
+//! Which records, and which of their fields, are metrics follows the C `cloudwatch_logs` plugin
+//! (`cloudwatch_api.c`, `should_add_to_emf`/`pack_emf_payload`), which makes EMF only from the
+//! `cpu` and `mem` inputs' records. A proxy plugin is never told a record's input, so the shape
+//! decides:
+//!
+//! - `cpu`: `cpu_p`, `user_p` and `system_p` all numbers → those three, `Unit` `Percent` (the
+//!   per-CPU `cpuN.p_*` fields stay plain members, as in C);
+//! - `mem`: `Mem.total`, `Mem.used` and `Mem.free` all numbers → those and whichever of
+//!   `Swap.total`, `Swap.used`, `Swap.free` are numbers, `Unit` `Bytes` (C's unit);
+//! - any other record: the top-level fields named in `metric_fields` that are numbers, no `Unit`;
+//!   without `metric_fields`, or none of them present, the record stays plain JSON.
+//!
 //! The document is the record's own top-level entries, in record order, behind one `_aws` member:
 //!
 //! ```text
-//! {"_aws":{"Timestamp":1700000000000,"CloudWatchMetrics":[{"Namespace":"fluent-bit-metrics",
-//!   "Dimensions":[["host"]],"Metrics":[{"Name":"cpu_p"},{"Name":"user_p"}]}]},
-//!  "cpu_p":1.5,"user_p":1,"host":"h1"}
+//! {"_aws":{"Timestamp":1700000000123,"CloudWatchMetrics":[{"Namespace":"fluent-bit-metrics",
+//!   "Dimensions":[["hostname"]],"Metrics":[{"Name":"cpu_p","Unit":"Percent"},...]}]},
+//!  "cpu_p":1.5,"user_p":1,"system_p":0.5,"cpu0.p_cpu":2.0,...,"hostname":"h1"}
 //! ```
 //!
-//! Metrics are the top-level keys with a number CloudWatch accepts; a dimension set is listed only
-//! when the record carries every one of its keys as a valid dimension value, so a document never
-//! points at a member CloudWatch would refuse. The limits come from the EMF specification (at most
-//! 100 metrics per directive, 30 keys per dimension set, string dimension targets of at most 1024
+//! `Timestamp` is the record's time in milliseconds, as the EMF specification asks (C sends whole
+//! seconds × 1000). A dimension set is listed only when the record carries every one of its keys
+//! as a valid dimension value, so a document never points at a member CloudWatch would refuse
+//! (C lists the configured sets whatever the record holds); with none, `[[]]` (the specification's
+//! "no dimensions"; C writes `[]`). The limits come from the EMF specification (at most 100
+//! metrics per directive, 30 keys per dimension set, string dimension targets of at most 1024
 //! characters) and from the CloudWatch API's `Dimension`, `MetricDatum` and `PutMetricData` rules.
 //! Like `json`, this walks the body without recursion and allocates only `out`.
 
@@ -50,6 +64,38 @@ pub struct MetricFormat {
     pub namespace: String,
     /// Dimension sets, each a list of top-level keys; see [`parse_dimensions`].
     pub dimensions: Vec<Vec<String>>,
+    /// `metric_fields`: top-level fields that are metrics in records not shaped like the `cpu`
+    /// or `mem` inputs'; see [`parse_fields`].
+    pub fields: Vec<String>,
+}
+
+/// The `cpu` input's record (plugins/in_cpu): its three totals are C's metrics.
+const CPU_METRICS: [&[u8]; 3] = [b"cpu_p", b"user_p", b"system_p"];
+/// The `mem` input's record (plugins/in_mem): these three mark it; all six are C's metrics.
+const MEM_REQUIRED: [&[u8]; 3] = [b"Mem.total", b"Mem.used", b"Mem.free"];
+const MEM_METRICS: [&[u8]; 6] = [b"Mem.total", b"Mem.used", b"Mem.free", b"Swap.total", b"Swap.used", b"Swap.free"];
+/// C's units (`flb_intermediate_metric.h`). The `mem` input counts in KiB; C calls it `Bytes`,
+/// kept so a metric has one unit whichever plugin published it.
+const UNIT_PERCENT: &str = "Percent";
+const UNIT_BYTES: &str = "Bytes";
+
+const FIELDS_ALLOWED: &str = "top-level field names separated by ',' (e.g. `latency_ms,bytes`); \
+     each 1-255 characters, not `_aws`, at most once; at most 100";
+
+/// `a, b` → `[a, b]`; blanks around names are trimmed. `Err` holds what is allowed.
+pub fn parse_fields(s: &str) -> Result<Vec<String>, String> {
+    let mut fields: Vec<String> = Vec::new();
+    for name in s.split(',').map(str::trim) {
+        let ok = !name.is_empty()
+            && name.chars().count() <= MAX_METRIC_NAME_CHARS
+            && name.as_bytes() != AWS_KEY
+            && !fields.iter().any(|f| f == name);
+        if !ok || fields.len() == MAX_METRICS {
+            return Err(FIELDS_ALLOWED.to_owned());
+        }
+        fields.push(name.to_owned());
+    }
+    Ok(fields)
 }
 
 /// `a,b;c` → `[[a,b],[c]]`; blanks around names are trimmed. `Err` holds what is allowed, on an
@@ -89,12 +135,12 @@ pub fn check_namespace(s: &str) -> Result<(), String> {
 
 /// Appends one EMF document for `body` (a msgpack map) to `out` and returns `Ok(true)`.
 ///
-/// Returns `Ok(false)` with `out` unchanged when no top-level value qualifies as a metric (not a
-/// metrics record: the caller sends it as plain JSON), and `Err` with `out` unchanged when the body
-/// is damaged. Metrics are the first 100 distinct top-level keys whose values are integers or finite
-/// floats CloudWatch accepts, in record order; dimension keys, `_aws`, non-string keys and keys that
-/// also occur with a non-number are left out (they stay plain members). The document is not cut to
-/// any size limit: a cut one would not be JSON, so the caller decides what to do with a large one.
+/// Returns `Ok(false)` with `out` unchanged when the record is not a metrics record (see the
+/// module notes: the caller sends it as plain JSON), and `Err` with `out` unchanged when the body
+/// is damaged. A field counts only as a string key whose first occurrence is an integer or a
+/// finite float CloudWatch accepts; a key also occurring with a non-number is not a metric (JSON
+/// readers keep the last member), nor is a dimension key. The document is not cut to any size
+/// limit: a cut one would not be JSON, so the caller decides what to do with a large one.
 pub fn encode_emf(
     json: &mut Writer,
     body: &[u8],
@@ -107,50 +153,100 @@ pub fn encode_emf(
         return Ok(false);
     };
     let top = TopLevel { reader, entries };
-
-    // Pass 1: the metric candidates, first occurrence of each key, in record order.
-    let mut names: [&[u8]; MAX_METRICS] = [&[]; MAX_METRICS];
-    let mut count = 0;
-    let mut reader = top.reader.clone();
-    for _ in 0..top.entries {
-        let (key, value) = next_entry(&mut reader)?;
-        if count < MAX_METRICS && is_metric_value(value) {
-            if let Some(name) = metric_name(key, format) {
-                if !names[..count].contains(&name) {
-                    names[count] = name;
-                    count += 1;
-                }
-            }
-        }
-    }
-    if count == 0 {
+    let Some((metrics, unit)) = select_metrics(&top, format)? else {
         return Ok(false);
-    }
-
-    // Pass 2: a key repeated with a non-number would make its root member something else (JSON
-    // readers keep the last one), so it is not a metric; its slot is not refilled.
-    let mut live = [true; MAX_METRICS];
-    let mut reader = top.reader.clone();
-    for _ in 0..top.entries {
-        let (key, value) = next_entry(&mut reader)?;
-        if let (Some(key), false) = (key_bytes(key), is_metric_value(value)) {
-            for (name, live) in names[..count].iter().zip(live.iter_mut()) {
-                *live &= *name != key;
-            }
-        }
-    }
-    if !live[..count].contains(&true) {
-        return Ok(false);
-    }
-
+    };
     let start = out.len();
-    let metrics = names[..count].iter().zip(live).filter_map(|(name, live)| live.then_some(*name));
-    match write_document(json, &top, metrics, timestamp_ms, format, out) {
+    match write_document(json, &top, &metrics, unit, timestamp_ms, format, out) {
         Ok(()) => Ok(true),
         Err(e) => {
             out.truncate(start);
             Err(e)
         }
+    }
+}
+
+/// The metrics of a record, in record order, and their unit; `None` when it has none.
+fn select_metrics<'a>(
+    top: &TopLevel<'a>,
+    format: &MetricFormat,
+) -> Result<Option<(Metrics<'a>, Option<&'static str>)>, MsgpackError> {
+    let wanted = |name: &[u8]| {
+        CPU_METRICS.contains(&name) || MEM_METRICS.contains(&name) || format.fields.iter().any(|f| f.as_bytes() == name)
+    };
+    // Pass 1: the wanted fields holding numbers, first occurrence of each, in record order.
+    let mut found = Metrics::default();
+    let mut reader = top.reader.clone();
+    for _ in 0..top.entries {
+        let (key, value) = next_entry(&mut reader)?;
+        if found.count < MAX_METRICS && is_metric_value(value) {
+            if let Some(name) = metric_name(key, format).filter(|n| wanted(n)) {
+                found.push(name);
+            }
+        }
+    }
+    if found.count == 0 {
+        return Ok(None);
+    }
+    // Pass 2: a key repeated with a non-number would make its root member something else.
+    let mut reader = top.reader.clone();
+    for _ in 0..top.entries {
+        let (key, value) = next_entry(&mut reader)?;
+        if let (Some(key), false) = (key_bytes(key), is_metric_value(value)) {
+            if found.contains(key) {
+                found.remove(key);
+            }
+        }
+    }
+    let selected = if CPU_METRICS.iter().all(|m| found.contains(m)) {
+        (found.only(|n| CPU_METRICS.contains(&n)), Some(UNIT_PERCENT))
+    } else if MEM_REQUIRED.iter().all(|m| found.contains(m)) {
+        (found.only(|n| MEM_METRICS.contains(&n)), Some(UNIT_BYTES))
+    } else {
+        (found.only(|n| format.fields.iter().any(|f| f.as_bytes() == n)), None)
+    };
+    Ok((selected.0.count > 0).then_some(selected))
+}
+
+/// Up to 100 distinct metric names, in record order, without allocating.
+#[derive(Clone, Copy)]
+struct Metrics<'a> {
+    names: [&'a [u8]; MAX_METRICS],
+    count: usize,
+}
+
+impl Default for Metrics<'_> {
+    fn default() -> Self {
+        Metrics { names: [&[]; MAX_METRICS], count: 0 }
+    }
+}
+
+impl<'a> Metrics<'a> {
+    fn as_slice(&self) -> &[&'a [u8]] {
+        &self.names[..self.count]
+    }
+
+    fn contains(&self, name: &[u8]) -> bool {
+        self.as_slice().contains(&name)
+    }
+
+    fn push(&mut self, name: &'a [u8]) {
+        if self.count < MAX_METRICS && !self.contains(name) {
+            self.names[self.count] = name;
+            self.count += 1;
+        }
+    }
+
+    fn remove(&mut self, name: &[u8]) {
+        *self = self.only(|n| n != name);
+    }
+
+    fn only(&self, keep: impl Fn(&[u8]) -> bool) -> Metrics<'a> {
+        let mut kept = Metrics::default();
+        for name in self.as_slice().iter().filter(|n| keep(n)) {
+            kept.push(name);
+        }
+        kept
     }
 }
 
@@ -163,7 +259,8 @@ struct TopLevel<'a> {
 fn write_document<'a>(
     json: &mut Writer,
     top: &TopLevel<'a>,
-    metrics: impl Iterator<Item = &'a [u8]>,
+    metrics: &Metrics<'a>,
+    unit: Option<&str>,
     timestamp_ms: i64,
     format: &MetricFormat,
     out: &mut Vec<u8>,
@@ -196,13 +293,17 @@ fn write_document<'a>(
         out.extend_from_slice(b"[]");
     }
     out.extend_from_slice(b"],\"Metrics\":[");
-    for (i, name) in metrics.enumerate() {
+    for (i, name) in metrics.as_slice().iter().enumerate() {
         if i > 0 {
             out.push(b',');
         }
         out.extend_from_slice(b"{\"Name\":");
         // Valid UTF-8 (checked when chosen), so this is the same text as its root member's key.
         push_escaped_quoted(name, out);
+        if let Some(unit) = unit {
+            out.extend_from_slice(b",\"Unit\":");
+            push_escaped_quoted(unit.as_bytes(), out);
+        }
         out.push(b'}');
     }
     out.extend_from_slice(b"]}]}");
@@ -343,9 +444,22 @@ mod tests {
         rmp_serde::to_vec(v).unwrap()
     }
 
+    /// `metric_dimensions` as given; `metric_fields` empty.
     fn format(dimensions: &str) -> MetricFormat {
+        with_fields(dimensions, "")
+    }
+
+    fn with_fields(dimensions: &str, fields: &str) -> MetricFormat {
         let dimensions = if dimensions.is_empty() { Vec::new() } else { parse_dimensions(dimensions).unwrap() };
-        MetricFormat { namespace: "fluent-bit-metrics".into(), dimensions }
+        let fields = if fields.is_empty() { Vec::new() } else { parse_fields(fields).unwrap() };
+        MetricFormat { namespace: "fluent-bit-metrics".into(), dimensions, fields }
+    }
+
+    /// Every record field may be a metric (the old behaviour, now the `metric_fields` opt-in).
+    fn all(dimensions: &str, keys: &[&str]) -> MetricFormat {
+        let mut f = format(dimensions);
+        f.fields = keys.iter().map(|k| k.to_string()).collect();
+        f
     }
 
     /// The document as JSON, or `None` for `Ok(false)` (after checking `out` was left alone).
@@ -403,29 +517,95 @@ mod tests {
         Str(String),
     }
 
+    /// A record as the `cpu` input makes it on a 2-CPU host, plus `hostname` (a filter's).
+    fn cpu_input_record() -> Value {
+        json!({
+            "cpu_p": 1.5, "user_p": 1.0, "system_p": 0.5,
+            "cpu0.p_cpu": 2.0, "cpu0.p_user": 1.0, "cpu0.p_system": 1.0,
+            "cpu1.p_cpu": 1.0, "cpu1.p_user": 1.0, "cpu1.p_system": 0.0,
+            "hostname": "h1"
+        })
+    }
+
+    /// Ported from the C plugin's `pack_emf_payload` on the `cpu` input's record
+    /// (cloudwatch_api.c): three metrics, `Unit` Percent, the configured dimension set, every
+    /// record member kept. Our `Timestamp` keeps the record's milliseconds (C: whole seconds).
     #[test]
-    fn cpu_record_becomes_an_emf_document() {
-        let body = msgpack(&json!({"cpu_p": 1.5, "user_p": 1, "system_p": 0.5, "host": "h1"}));
+    fn pack_emf_payload_cpu_input_record() {
+        let body = msgpack(&cpu_input_record());
         let mut out = Vec::new();
-        assert_eq!(encode_emf(&mut Writer::new(), &body, 1_700_000_000_123, &format("host"), &mut out), Ok(true));
+        assert_eq!(encode_emf(&mut Writer::new(), &body, 1_700_000_000_123, &format("hostname"), &mut out), Ok(true));
         assert_eq!(
             String::from_utf8(out).unwrap(),
             concat!(
                 r#"{"_aws":{"Timestamp":1700000000123,"CloudWatchMetrics":[{"Namespace":"fluent-bit-metrics","#,
-                r#""Dimensions":[["host"]],"Metrics":[{"Name":"cpu_p"},{"Name":"user_p"},{"Name":"system_p"}]}]},"#,
-                r#""cpu_p":1.5,"user_p":1,"system_p":0.5,"host":"h1"}"#
+                r#""Dimensions":[["hostname"]],"Metrics":[{"Name":"cpu_p","Unit":"Percent"},"#,
+                r#"{"Name":"user_p","Unit":"Percent"},{"Name":"system_p","Unit":"Percent"}]}]},"#,
+                r#""cpu_p":1.5,"user_p":1.0,"system_p":0.5,"cpu0.p_cpu":2.0,"cpu0.p_user":1.0,"cpu0.p_system":1.0,"#,
+                r#""cpu1.p_cpu":1.0,"cpu1.p_user":1.0,"cpu1.p_system":0.0,"hostname":"h1"}"#
             )
         );
-        let doc = emf(&body, &format("host")).unwrap();
-        assert_eq!(doc["_aws"]["Timestamp"], 1_700_000_000_123i64);
-        let directive = &doc["_aws"]["CloudWatchMetrics"][0];
-        assert_eq!(directive["Namespace"], "fluent-bit-metrics");
-        assert_eq!(directive["Dimensions"], json!([["host"]]));
+    }
+
+    /// Ported from `pack_emf_payload` on the `mem` input's record: six metrics, `Unit` Bytes.
+    #[test]
+    fn pack_emf_payload_mem_input_record() {
+        let record = json!({"Mem.total": 8000000, "Mem.used": 6000000, "Mem.free": 2000000,
+            "Swap.total": 0, "Swap.used": 0, "Swap.free": 0});
+        let doc = emf(&msgpack(&record), &format("")).unwrap();
+        let metrics = &doc["_aws"]["CloudWatchMetrics"][0]["Metrics"];
+        let names = ["Mem.total", "Mem.used", "Mem.free", "Swap.total", "Swap.used", "Swap.free"];
+        assert_eq!(*metrics, Value::Array(names.iter().map(|n| json!({"Name": n, "Unit": "Bytes"})).collect()));
+        assert_eq!(doc["Mem.used"], 6000000);
+        // no dimension set configured or applicable: the specification's "no dimensions"
+        assert_eq!(doc["_aws"]["CloudWatchMetrics"][0]["Dimensions"], json!([[]]));
+    }
+
+    /// Ported from `should_add_to_emf` and the `cpu`/`mem` choice of `process_log_events`: only
+    /// the two inputs' records are metrics; an app log with numbers stays plain JSON.
+    #[test]
+    fn should_add_to_emf_only_cpu_and_mem_records() {
+        let plain = |v: Value| emf(&msgpack(&v), &format("hostname"));
+        assert_eq!(plain(json!({"log": "GET /", "status": 200, "bytes": 512, "latency_ms": 3.5})), None);
+        // a partial shape is not the input's record
+        assert_eq!(plain(json!({"cpu_p": 1.5, "user_p": 1.0})), None);
+        assert_eq!(plain(json!({"cpu_p": "1.5", "user_p": 1.0, "system_p": 0.5})), None);
+        assert_eq!(plain(json!({"Mem.total": 1, "Mem.used": 1})), None);
+        // mem without swap fields: the three it has
+        let doc = plain(json!({"Mem.total": 3, "Mem.used": 2, "Mem.free": 1})).unwrap();
+        assert_eq!(metric_names(&doc), ["Mem.total", "Mem.used", "Mem.free"]);
+        // the per-CPU fields and any other number in a cpu record stay plain members
+        let mut cpu = cpu_input_record();
+        cpu["extra"] = json!(7);
+        let doc = emf(&msgpack(&cpu), &format("")).unwrap();
         assert_eq!(metric_names(&doc), ["cpu_p", "user_p", "system_p"]);
+        assert_eq!((&doc["extra"], &doc["cpu1.p_cpu"]), (&json!(7), &json!(1.0)));
+    }
+
+    /// Our opt-in for other records: the fields `metric_fields` names, no `Unit`.
+    #[test]
+    fn metric_fields_make_other_records_metrics() {
+        let format = with_fields("service", "latency_ms, bytes");
+        let doc = emf(&msgpack(&json!({"log": "GET /", "latency_ms": 3.5, "status": 200, "service": "api"})), &format)
+            .unwrap();
+        assert_eq!(doc["_aws"]["CloudWatchMetrics"][0]["Metrics"], json!([{"Name": "latency_ms"}]));
+        assert_eq!(doc["_aws"]["CloudWatchMetrics"][0]["Dimensions"], json!([["service"]]));
+        assert_eq!(emf(&msgpack(&json!({"log": "x", "status": 200})), &format), None);
+        // a cpu record keeps C's metric set even with metric_fields
         assert_eq!(
-            (&doc["cpu_p"], &doc["user_p"], &doc["system_p"], &doc["host"]),
-            (&json!(1.5), &json!(1), &json!(0.5), &json!("h1"))
+            metric_names(&emf(&msgpack(&cpu_input_record()), &format).unwrap()),
+            ["cpu_p", "user_p", "system_p"]
         );
+    }
+
+    #[test]
+    fn parse_fields_cases() {
+        assert_eq!(parse_fields(" a , b.c "), Ok(vec!["a".to_owned(), "b.c".to_owned()]));
+        let hundred: Vec<String> = (0..100).map(|i| format!("f{i}")).collect();
+        assert_eq!(parse_fields(&hundred.join(",")), Ok(hundred.clone()));
+        for bad in ["", "a,,b", "a,a", "_aws", &"n".repeat(256), &format!("{},x", hundred.join(","))] {
+            assert!(parse_fields(bad).unwrap_err().contains("at most once"), "{bad:?}");
+        }
     }
 
     #[test]
@@ -436,7 +616,7 @@ mod tests {
         );
         assert_eq!(emf(&msgpack(&json!({})), &format("")), None);
         // only the dimension key is numeric: nothing to publish
-        assert_eq!(emf(&msgpack(&json!({"port": 8080})), &format("port")), None);
+        assert_eq!(emf(&msgpack(&json!({"port": 8080})), &all("port", &["port"])), None);
         // not a map
         assert_eq!(emf(&msgpack(&json!([1, 2])), &format("")), None);
     }
@@ -444,26 +624,28 @@ mod tests {
     #[test]
     fn a_set_with_a_missing_or_invalid_key_is_left_out() {
         let body = msgpack(&json!({"v": 2, "host": "h1", "port": 8080, "empty": "", "name": "é"}));
-        let dims = |d: &str| emf(&body, &format(d)).unwrap()["_aws"]["CloudWatchMetrics"][0]["Dimensions"].clone();
+        let dims = |d: &str| {
+            emf(&body, &all(d, &["v", "port"])).unwrap()["_aws"]["CloudWatchMetrics"][0]["Dimensions"].clone()
+        };
         assert_eq!(dims("host;host,missing;missing"), json!([["host"]]));
         assert_eq!(dims("missing"), json!([[]]));
         assert_eq!(dims(""), json!([[]]));
         // a dimension target must be a string CloudWatch accepts: 1-1024 printable ASCII characters
         assert_eq!(dims("port;empty;name;host"), json!([["host"]]));
         // and a numeric dimension key is not a metric either
-        assert_eq!(metric_names(&emf(&body, &format("port")).unwrap()), ["v"]);
+        assert_eq!(metric_names(&emf(&body, &all("port", &["v", "port"])).unwrap()), ["v"]);
     }
 
     #[test]
     fn the_records_own_aws_member_is_replaced() {
         let body = msgpack(&json!({"_aws": {"CloudWatchMetrics": "bogus"}, "v": 1, "k": "x"}));
-        let doc = emf(&body, &format("")).unwrap();
+        let doc = emf(&body, &all("", &["v", "_aws"])).unwrap();
         let text = serde_json::to_string(&doc).unwrap();
         assert!(!text.contains("bogus"));
         assert_eq!(doc["_aws"]["CloudWatchMetrics"][0]["Metrics"], json!([{"Name": "v"}]));
         assert_eq!(doc.as_object().unwrap().keys().collect::<Vec<_>>(), ["_aws", "v", "k"]);
         // a numeric `_aws` is dropped too, and is no metric
-        assert_eq!(emf(&msgpack(&json!({"_aws": 5})), &format("")), None);
+        assert_eq!(emf(&msgpack(&json!({"_aws": 5})), &all("", &["_aws"])), None);
     }
 
     #[test]
@@ -480,11 +662,12 @@ mod tests {
             ("s", Raw::Str("1".into())),
             ("ok", Raw::Float(2.5)),
         ]);
-        let doc = emf(&body, &format("")).unwrap();
+        let fields = ["nan", "inf", "ninf", "huge", "tiny", "zero", "big", "b", "s", "ok"];
+        let doc = emf(&body, &all("", &fields)).unwrap();
         assert_eq!(metric_names(&doc), ["zero", "big", "ok"]);
         // NaN and ±Inf are still members, as null
         assert_eq!((&doc["nan"], &doc["inf"], &doc["huge"]), (&Value::Null, &Value::Null, &json!(1e200)));
-        assert_eq!(emf(&raw_map(&[("nan", Raw::Float(f64::NAN))]), &format("")), None);
+        assert_eq!(emf(&raw_map(&[("nan", Raw::Float(f64::NAN))]), &all("", &fields)), None);
     }
 
     #[test]
@@ -493,7 +676,9 @@ mod tests {
         for i in 0..150 {
             record.insert(format!("m{i:03}"), json!(i));
         }
-        let doc = emf(&msgpack(&Value::Object(record)), &format("")).unwrap();
+        let keys: Vec<String> = record.keys().cloned().collect();
+        let doc = emf(&msgpack(&Value::Object(record)), &all("", &keys.iter().map(|k| k.as_str()).collect::<Vec<_>>()))
+            .unwrap();
         let names = metric_names(&doc);
         assert_eq!(names.len(), MAX_METRICS);
         assert_eq!((names[0], names[99]), ("m000", "m099"));
@@ -505,15 +690,17 @@ mod tests {
     #[test]
     fn repeated_keys() {
         // numeric twice: one metric
-        let doc = emf(&raw_map(&[("a", Raw::Int(1)), ("a", Raw::Int(2)), ("b", Raw::Int(3))]), &format("")).unwrap();
+        let ab = all("", &["a", "b"]);
+        let doc = emf(&raw_map(&[("a", Raw::Int(1)), ("a", Raw::Int(2)), ("b", Raw::Int(3))]), &ab).unwrap();
         assert_eq!(metric_names(&doc), ["a", "b"]);
         // also a string, before or after: not a metric
         for entries in [[("a", Raw::Int(1)), ("a", Raw::Str("x".into()))], [("a", Raw::Nil), ("a", Raw::Int(1))]] {
-            assert_eq!(emf(&raw_map(&entries), &format("")), None);
+            assert_eq!(emf(&raw_map(&entries), &ab), None);
         }
         // a dimension key repeated with a number does not qualify its set
         let body = raw_map(&[("v", Raw::Int(1)), ("host", Raw::Str("h".into())), ("host", Raw::Int(2))]);
-        assert_eq!(emf(&body, &format("host")).unwrap()["_aws"]["CloudWatchMetrics"][0]["Dimensions"], json!([[]]));
+        let doc = emf(&body, &all("host", &["v", "host"])).unwrap();
+        assert_eq!(doc["_aws"]["CloudWatchMetrics"][0]["Dimensions"], json!([[]]));
     }
 
     #[test]
@@ -521,7 +708,7 @@ mod tests {
         let long = "k".repeat(256);
         let max = "é".repeat(255); // 510 bytes, 255 characters
         let body = msgpack(&json!({ "": 1, long.clone(): 2, max.clone(): 3 }));
-        let doc = emf(&body, &format("")).unwrap();
+        let doc = emf(&body, &all("", &["", &long, &max])).unwrap();
         assert_eq!(metric_names(&doc), [max.as_str()]);
         assert_eq!((&doc[""], &doc[long.as_str()]), (&json!(1), &json!(2)));
     }
@@ -531,7 +718,7 @@ mod tests {
         // {"v": 1, 7: 2, bin("b"): 3, [1]: 4}
         let body = [0x84, 0xa1, b'v', 0x01, 0x07, 0x02, 0xc4, 0x01, b'b', 0x03, 0x91, 0x01, 0x04];
         let mut out = Vec::new();
-        assert_eq!(encode_emf(&mut Writer::new(), &body, 0, &format(""), &mut out), Ok(true));
+        assert_eq!(encode_emf(&mut Writer::new(), &body, 0, &all("", &["v", "7", "b"]), &mut out), Ok(true));
         let text = String::from_utf8(out).unwrap();
         // a binary key that is text may be a metric: it is written as the same string
         assert!(text.contains(r#""Metrics":[{"Name":"v"},{"Name":"b"}]"#), "{text}");
@@ -559,7 +746,11 @@ mod tests {
 
     #[test]
     fn namespace_and_dimension_names_are_escaped() {
-        let format = MetricFormat { namespace: "a\"b".into(), dimensions: parse_dimensions("k\\").unwrap() };
+        let format = MetricFormat {
+            namespace: "a\"b".into(),
+            dimensions: parse_dimensions("k\\").unwrap(),
+            fields: vec!["v".into()],
+        };
         let doc = emf(&msgpack(&json!({"v": 1, "k\\": "x"})), &format).unwrap();
         assert_eq!(doc["_aws"]["CloudWatchMetrics"][0]["Namespace"], "a\"b");
         assert_eq!(doc["_aws"]["CloudWatchMetrics"][0]["Dimensions"], json!([["k\\"]]));
@@ -633,7 +824,8 @@ mod tests {
             for set in &mut dims {
                 set.dedup();
             }
-            let format = MetricFormat { namespace: "ns".into(), dimensions: dims.clone() };
+            let fields = entries.iter().map(|(k, _)| k.to_string()).collect();
+            let format = MetricFormat { namespace: "ns".into(), dimensions: dims.clone(), fields };
             let mut out = b"keep".to_vec();
             let written = encode_emf(&mut Writer::new(), &body, 42, &format, &mut out).unwrap();
             prop_assert_eq!(&out[..4], b"keep");

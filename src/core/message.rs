@@ -2,7 +2,8 @@
 //!
 //! Without `log_key` the message is the body as compact JSON, keys in record order. With
 //! `log_key` it is the value at that key or path: a string as is, anything else as JSON. With
-//! `metric_namespace`, records with numeric fields become Embedded Metric Format documents.
+//! `metric_namespace`, the `cpu`/`mem` inputs' records (and `metric_fields` ones) become Embedded
+//! Metric Format documents.
 //! An empty message is not sent; one over the size limit is cut and ends with the truncation
 //! marker. The JSON itself, and its text rules, are `json`'s.
 
@@ -22,7 +23,7 @@ pub struct MessageFormat {
     pub missing_key: MissingKey,
     /// Ends a message that had to be cut; counted inside the size limit.
     pub truncation_marker: String,
-    /// Records with numeric fields become Embedded Metric Format documents.
+    /// Metrics records become Embedded Metric Format documents (see `emf`).
     pub metrics: Option<MetricFormat>,
 }
 
@@ -312,18 +313,22 @@ mod tests {
     #[test]
     fn metrics_records_become_emf_others_stay_json() {
         let format = MessageFormat {
-            metrics: Some(MetricFormat { namespace: "ns".into(), dimensions: vec![vec!["host".into()]] }),
+            metrics: Some(MetricFormat {
+                namespace: "ns".into(),
+                dimensions: vec![vec!["host".into()]],
+                fields: vec![],
+            }),
             ..Default::default()
         };
         let mut out = Vec::new();
-        let cpu = msgpack(&serde_json::json!({"cpu_p": 1.5, "host": "h1"}));
+        let cpu = msgpack(&serde_json::json!({"cpu_p": 1.5, "user_p": 1, "system_p": 0.5, "host": "h1"}));
         Encoder::new().encode(&cpu, 1_700_000_000_000, &format, &mut out).unwrap();
         let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
         assert_eq!(v["_aws"]["Timestamp"], 1_700_000_000_000i64);
         assert_eq!(v["cpu_p"], 1.5);
         out.clear();
-        Encoder::new().encode(&msgpack(&serde_json::json!({"log": "x"})), 0, &format, &mut out).unwrap();
-        assert_eq!(out, br#"{"log":"x"}"#);
+        Encoder::new().encode(&msgpack(&serde_json::json!({"log": "x", "n": 1})), 0, &format, &mut out).unwrap();
+        assert_eq!(out, br#"{"log":"x","n":1}"#);
     }
 
     #[test]
@@ -382,7 +387,7 @@ mod tests {
         let (_, plain, escaped, len) = both_forms(&odd, &raw);
         assert_eq!((unescape(&escaped), len), (plain.clone(), plain.len()));
         let emf = MessageFormat {
-            metrics: Some(MetricFormat { namespace: "n\"s".into(), dimensions: vec![] }),
+            metrics: Some(MetricFormat { namespace: "n\"s".into(), dimensions: vec![], fields: vec!["m".into()] }),
             ..Default::default()
         };
         let (_, plain, escaped, len) = both_forms(&msgpack(&serde_json::json!({"m": 1, "s": "\""})), &emf);

@@ -13,7 +13,7 @@ pub mod batch;
 pub mod chunk;
 /// `[OUTPUT]` keys → `Config`; `KEYS`, the one table of keys.
 pub mod config;
-/// A metrics record → an Embedded Metric Format document (`metric_namespace`, `metric_dimensions`).
+/// A `cpu`/`mem` input record → an Embedded Metric Format document (`metric_namespace`, …).
 pub mod emf;
 /// The Go plugin's own test vectors, ported.
 #[cfg(test)]
@@ -24,6 +24,8 @@ pub mod go_template;
 pub mod json;
 /// A record body → the message bytes (JSON or `log_key`), size limit.
 pub mod message;
+/// A metrics chunk (cmetrics msgpack) → EMF documents as log records, as the C plugin writes them.
+pub mod metrics;
 /// Zero-copy msgpack tokens.
 pub mod msgpack;
 /// CloudWatch's log group / stream name rules: length, characters, checks, sanitising.

@@ -2,9 +2,11 @@
 //! `dlopen(RTLD_LAZY)` and calls it the way Fluent Bit does (see
 //! `../shared/reference/fluent-bit-proxy-abi.md`):
 //!
-//! - Register gets a heap `flb_plugin_proxy_def` of the profile's size (48 bytes calloc'd for
-//!   5.1.1, 32 bytes of uninitialised malloc for ≤ 4.x) followed by canary bytes, checked after
-//!   the call, so a plugin writing `event_type`/`config_map` is caught.
+//! - Register gets a heap `flb_plugin_proxy_def` of exactly the profile's size (48 bytes calloc'd
+//!   for 5.1.1, 40 for 5.0, 32 bytes of uninitialised malloc for ≤ 4.x), as Fluent Bit allocates
+//!   it, with canary bytes in the allocator's slack after it, checked after the call: a plugin
+//!   writing `event_type` on ≤ 4.x, or `config_map` anywhere, is caught. The `event_type` a ≥ 5.0
+//!   plugin declares is kept (`declared_event_type`).
 //! - Init gets one `flbgo_output_plugin` per registration, its `o_ins`/`context` rewritten per
 //!   instance, and an API table of the profile's length; `output_get_property` matches keys
 //!   case-insensitively and at equal length, returns NULL for unset or empty values, and never
@@ -49,6 +51,8 @@ pub struct Profile {
 
 pub const FB_5_1_1: Profile =
     Profile { name: "5.1.1", def_size: 48, def_zeroed: true, api_members: 9, v2_records: true, coro_stack: 64 << 10 };
+pub const FB_5_0: Profile =
+    Profile { name: "5.0", def_size: 40, def_zeroed: true, api_members: 9, v2_records: true, coro_stack: 24 << 10 };
 pub const FB_4_2: Profile =
     Profile { name: "4.2", def_size: 32, def_zeroed: false, api_members: 9, v2_records: true, coro_stack: 24 << 10 };
 pub const FB_1_9_10: Profile = Profile {
@@ -61,7 +65,7 @@ pub const FB_1_9_10: Profile = Profile {
 };
 
 pub fn profile(name: &str) -> Option<Profile> {
-    [FB_5_1_1, FB_4_2, FB_1_9_10].into_iter().find(|p| p.name == name)
+    [FB_5_1_1, FB_5_0, FB_4_2, FB_1_9_10].into_iter().find(|p| p.name == name)
 }
 
 /// Keys Fluent Bit's core takes for itself; a plugin never sees them.
@@ -113,6 +117,7 @@ struct Registration {
     plugin: *mut u8,
     api: *mut u8,
     name: String,
+    event_type: c_int,
 }
 
 /// One `[OUTPUT]` instance.
@@ -171,8 +176,22 @@ unsafe fn alloc(size: usize, zeroed: bool) -> *mut u8 {
     p
 }
 
-unsafe fn canary_intact(p: *const u8, size: usize) -> bool {
-    (0..CANARY_LEN).all(|i| *p.add(size + i) == CANARY)
+/// A block of exactly `size` bytes, as Fluent Bit allocates `def` (so the plugin's allocator
+/// sees its real size), its slack up to the usable size filled with canary bytes.
+unsafe fn alloc_exact(size: usize, zeroed: bool) -> *mut u8 {
+    let p = if zeroed { libc::calloc(1, size) } else { libc::malloc(size) } as *mut u8;
+    assert!(!p.is_null());
+    if !zeroed {
+        std::ptr::write_bytes(p, 0xAA, size);
+    }
+    let usable = libc::malloc_usable_size(p.cast());
+    std::ptr::write_bytes(p.add(size), CANARY, usable - size);
+    p
+}
+
+unsafe fn slack_intact(p: *mut u8, size: usize) -> bool {
+    let usable = libc::malloc_usable_size(p.cast());
+    (size..usable).all(|i| *p.add(i) == CANARY)
 }
 
 impl Host {
@@ -202,7 +221,7 @@ impl Host {
     pub fn register(&self) -> Result<usize, String> {
         let p = self.profile;
         unsafe {
-            let def = alloc(p.def_size, p.def_zeroed);
+            let def = alloc_exact(p.def_size, p.def_zeroed);
             *(def as *mut c_int) = 0;
             if p.def_size >= 48 {
                 *(def.add(40) as *mut *mut c_void) = std::ptr::null_mut();
@@ -211,11 +230,13 @@ impl Host {
             if ret == -1 {
                 return Err("Register returned -1".into());
             }
-            if !canary_intact(def, p.def_size) {
+            if !slack_intact(def, p.def_size) {
                 return Err("Register wrote past the end of flb_plugin_proxy_def".into());
             }
-            if p.def_size >= 40 && *(def.add(32) as *const c_int) != 0 {
-                return Err("Register wrote event_type".into());
+            let event_type = if p.def_size >= 40 { *(def.add(32) as *const c_int) } else { 0 };
+            // FLB_OUTPUT_LOGS | FLB_OUTPUT_METRICS at most: traces/blobs/profiles are not for us
+            if !(0..=3).contains(&event_type) {
+                return Err(format!("Register declared event_type {event_type}"));
             }
             if p.def_size >= 48 && !(*(def.add(40) as *const *const c_void)).is_null() {
                 return Err("Register wrote config_map".into());
@@ -244,9 +265,14 @@ impl Host {
                 *(plugin.add(i * 8) as *mut usize) = never_called as *const () as usize;
             }
             let mut regs = self.registrations.lock().unwrap();
-            regs.push(Registration { def, plugin, api, name });
+            regs.push(Registration { def, plugin, api, name, event_type });
             Ok(regs.len() - 1)
         }
+    }
+
+    /// What the plugin wrote into `event_type` (0 where the profile has no such field).
+    pub fn declared_event_type(&self, registration: usize) -> c_int {
+        self.registrations.lock().unwrap()[registration].event_type
     }
 
     pub fn registered_name(&self, registration: usize) -> String {
@@ -635,9 +661,12 @@ pub fn exit_counter(log: &str, instance: &str, name: &str) -> u64 {
         .sum()
 }
 
-/// The instance the plugin's first `[output:cloudwatch_rs:…]` line in `log` speaks for.
+/// The instance the plugin's first `[output:cloudwatch_rs.N]` line in `log` speaks for.
 pub fn log_instance(log: &str) -> Option<String> {
+    // instances are `cloudwatch_rs.N`; plain `cloudwatch_rs` is the registration's own lines
     log.lines()
-        .find_map(|l| l.split("[output:cloudwatch_rs:").nth(1).and_then(|r| r.split(']').next()))
+        .find_map(|l| {
+            l.split("[output:cloudwatch_rs:").nth(1).and_then(|r| r.split(']').next()).filter(|l| l.contains('.'))
+        })
         .map(str::to_string)
 }
