@@ -645,6 +645,12 @@ impl Config {
         ];
         let warning = check_cleartext(&cleartext, flag(&get, &ALLOW_CLEARTEXT_ENDPOINTS)?)?;
         config.warnings.extend(warning);
+        for rule in [&config.group, &config.stream] {
+            if let NameRule::Template { template, .. } = rule {
+                let notes = template.notes().iter().map(|note| format!("name template '{template}': {note}"));
+                config.warnings.extend(notes);
+            }
+        }
         Ok(config)
     }
 
@@ -1091,6 +1097,15 @@ mod tests {
         assert!(!c.group.per_record() && c.stream.per_record());
         let c = with(&[("log_stream_template", "$x")]).unwrap();
         assert_eq!(c.stream.static_name("app"), "p-app");
+    }
+
+    #[test]
+    fn record_accessor_read_leniently_is_a_warning() {
+        // Fluent Bit starts with these too (its lexer logs the skipped character)
+        let c = with(&[("log_stream_template", "$-app."), ("log_group_template", "g-$TAG")]).unwrap();
+        assert_eq!(c.warnings.len(), 2, "{:?}", c.warnings);
+        assert!(c.warnings[0].contains("'$-app.'") && c.warnings[0].contains("\"-\" skipped"), "{:?}", c.warnings);
+        assert!(c.warnings[1].contains("'.' after the last variable is dropped"), "{:?}", c.warnings);
     }
 
     #[test]

@@ -75,15 +75,20 @@ pub(crate) enum Value<'a> {
 const FORMS: &str =
     "use $key, $key['sub'], $key[0], $TAG or $TAG[n]; a variable runs up to the next '.', ' ', ',' or '\"'";
 
+/// What `split` read: the pieces, and one line for each place read leniently, as Fluent Bit
+/// reads it (skipped characters, dropped text, a capture that never has a value).
+pub(crate) type Split<G> = (Vec<Piece<G>>, Vec<String>);
+
 /// Splits `text` as Fluent Bit's `ra_parse_buffer` does, handing each `$(` to `other`, which
 /// returns its variable and the position after it. Err: one line naming the variable.
 pub(crate) fn split<G>(
     text: &str,
     mut other: impl FnMut(usize) -> Result<(G, usize), String>,
-) -> Result<Vec<Piece<G>>, String> {
+) -> Result<Split<G>, String> {
     let buf = text.as_bytes();
     let len = buf.len();
     let mut pieces = Vec::new();
+    let mut notes = Vec::new();
     // The loop mirrors the C one, its `i`, `pre` and `end` included: which trailing text survives
     // depends on them (`$a.` drops the `.`, `ab$` the `$`, `x$` keeps it).
     let (mut i, mut pre, mut end) = (0usize, 0usize, 0isize);
@@ -98,6 +103,9 @@ pub(crate) fn split<G>(
         pre = i;
         let n = i + 1;
         if n >= len {
+            if i != 1 {
+                notes.push(format!("the '$' at byte {i} ends the template and is dropped, as in Fluent Bit"));
+            }
             break;
         }
         if buf[n] == b'(' {
@@ -107,6 +115,11 @@ pub(crate) fn split<G>(
             continue;
         }
         if buf[n].is_ascii_digit() {
+            notes.push(format!(
+                "'{}' at byte {i} is a regex capture, which has no value in an output{}",
+                &text[i..n + 1],
+                if pieces.is_empty() { ": as in Fluent Bit, the template never resolves" } else { "" }
+            ));
             pieces.push(Piece::Accessor(Variable::Capture { first: pieces.is_empty() }, i..n + 1));
             (pre, i) = (n + 1, n + 1);
             continue;
@@ -140,16 +153,28 @@ pub(crate) fn split<G>(
             }
             stop += 1;
         }
-        let accessor = parse_accessor(&text[i..stop])
-            .map_err(|why| format!("variable '{}' at byte {i}: {why}: {FORMS}", short(&text[i..stop])))?;
+        let meta = &text[i..stop];
+        let (accessor, skipped) = parse_accessor(meta).map_err(|why| {
+            let hint = if meta[1..].contains('$') {
+                " ('-', '/' and '$' do not end a variable, as in Fluent Bit)"
+            } else {
+                ""
+            };
+            format!("variable '{}' at byte {i}: {why}{hint}: {FORMS}", short(meta))
+        })?;
+        if !skipped.is_empty() {
+            notes.push(format!("in '{}' at byte {i}, {skipped:?} skipped, as Fluent Bit skips them", short(meta)));
+        }
         pieces.push(Piece::Accessor(Variable::Key(accessor), i..stop));
         end = stop as isize;
         (pre, i) = (stop, stop + 1);
     }
     if ((i as isize - 1 > end && pre < i) || i == 1) && pre < len {
         pieces.push(Piece::Literal(pre..len));
+    } else if pre < len && i < len + 1 && buf[pre] != b'$' {
+        notes.push(format!("'{}' after the last variable is dropped, as in Fluent Bit", &text[pre..len]));
     }
-    Ok(pieces)
+    Ok((pieces, notes))
 }
 
 /// At most 40 characters of `s`, to quote in a one-line error.
@@ -189,10 +214,12 @@ enum Lexeme {
     Ident(String),
 }
 
-/// The `ra.l` lexer: longest match, whitespace ignored, any other character skipped.
-fn lex(s: &str) -> Vec<Lexeme> {
+/// The `ra.l` lexer: longest match, whitespace ignored, any other character skipped (returned
+/// second).
+fn lex(s: &str) -> (Vec<Lexeme>, String) {
     let b = s.as_bytes();
     let mut out = Vec::new();
+    let mut skipped = String::new();
     let mut pos = 0;
     while pos < b.len() {
         let c = b[pos];
@@ -207,12 +234,13 @@ fn lex(s: &str) -> Vec<Lexeme> {
                 out.push(Lexeme::Integer(c_atoi(&b[start..pos])));
             }
             // a lone quote is a bad character
-            b'\'' => {
-                if let Some(close) = quoted_end(b, start) {
+            b'\'' => match quoted_end(b, start) {
+                Some(close) => {
                     out.push(Lexeme::Str(s[start + 1..close].replace("''", "'")));
                     pos = close + 1;
                 }
-            }
+                None => skipped.push('\''),
+            },
             b'_' | b'A'..=b'Z' | b'a'..=b'z' => {
                 while pos < b.len() && (b[pos].is_ascii_alphanumeric() || matches!(b[pos], b'_' | b'.' | b'-' | b'/')) {
                     pos += 1;
@@ -223,11 +251,16 @@ fn lex(s: &str) -> Vec<Lexeme> {
             b'[' => out.push(Lexeme::Open),
             b']' => out.push(Lexeme::Close),
             b'.' | b',' | b';' => out.push(Lexeme::Punct),
-            // whitespace and bad characters
-            _ => {}
+            b' ' | b'\t' | b'\n' => {}
+            _ => {
+                // byte by byte, as the lexer reads them; whole characters for the note
+                if s.is_char_boundary(start) {
+                    skipped.extend(s[start..].chars().next());
+                }
+            }
         }
     }
-    out
+    (out, skipped)
 }
 
 /// The closing quote of the longest `'([^']|'')*'` starting at `b[start]` (a quote): pairs of
@@ -251,8 +284,9 @@ fn quoted_end(b: &[u8], start: usize) -> Option<usize> {
 }
 
 /// The `ra.y` grammar: `'$' IDENTIFIER ( '[' STRING ']' | '[' INTEGER ']' )*`.
-fn parse_accessor(meta: &str) -> Result<Accessor, &'static str> {
-    let mut tokens = lex(meta).into_iter();
+fn parse_accessor(meta: &str) -> Result<(Accessor, String), &'static str> {
+    let (tokens, skipped) = lex(meta);
+    let mut tokens = tokens.into_iter();
     if tokens.next() != Some(Lexeme::Dollar) {
         return Err("not a key");
     }
@@ -274,7 +308,7 @@ fn parse_accessor(meta: &str) -> Result<Accessor, &'static str> {
         }
         steps.push(step);
     }
-    Ok(Accessor { root, steps })
+    Ok((Accessor { root, steps }, skipped))
 }
 
 impl Accessor {
@@ -382,6 +416,7 @@ mod tests {
     #[test]
     fn lexer_like_ra_l() {
         use Lexeme::*;
+        let lex = |s| lex(s).0;
         assert_eq!(lex("$key-dash"), [Dollar, Ident("key-dash".into())]);
         assert_eq!(
             lex("$a['it''s'][07]"),
@@ -435,7 +470,7 @@ mod tests {
     }
 
     fn pieces(template: &str) -> Result<usize, String> {
-        split(template, |_| Err::<((), usize), _>("no $( here".to_owned())).map(|p| p.len())
+        split(template, |_| Err::<((), usize), _>("no $( here".to_owned())).map(|(p, _)| p.len())
     }
 
     /// `cb_translate`'s record.
@@ -649,7 +684,8 @@ mod tests {
     fn ra_splitting_as_flb_record_accessor_c() {
         let body = json!({"a": "A", "b": "B", "x.y": "D", "c": {"x.y": "N"}});
         // `$a-$b` is one variable (`a-` then `$`): Fluent Bit refuses to start, so do we
-        assert!(Template::parse("$a-$b", NameKind::Stream).is_err());
+        let err = Template::parse("$a-$b", NameKind::Stream).unwrap_err();
+        assert!(err.contains("'-', '/' and '$' do not end a variable"), "{err}");
         assert!(Template::parse("$a['b c']", NameKind::Stream).is_err());
         assert_eq!(render("$c['x.y']", &body).as_deref(), Ok("N"));
         // one character after the last key is dropped; two are kept
@@ -674,6 +710,14 @@ mod tests {
         // regex captures have no value in an output: a template opening with one never resolves
         assert_eq!(render("$1x", &body), Err("$1".into()));
         assert_eq!(render("x$1", &body).as_deref(), Ok("x"));
+        // each lenient reading is a note for Init's warnings
+        let notes = |t: &str| split(t, |_| Err::<((), usize), _>(String::new())).unwrap().1;
+        assert!(notes("$a.$b['x']").is_empty());
+        assert_eq!(notes("$-a:"), ["in '$-a:' at byte 0, \"-:\" skipped, as Fluent Bit skips them"]);
+        assert_eq!(notes("$a."), ["'.' after the last variable is dropped, as in Fluent Bit"]);
+        assert_eq!(notes("ab$"), ["the '$' at byte 2 ends the template and is dropped, as in Fluent Bit"]);
+        assert!(notes("x$").is_empty());
+        assert!(notes("$1x")[0].contains("never resolves"));
         // `''` is a quote inside a key
         assert_eq!(render("$q['it''s']", &json!({"q": {"it's": "Q"}})).as_deref(), Ok("Q"));
     }
@@ -681,7 +725,7 @@ mod tests {
     proptest::proptest! {
         #[test]
         fn split_never_panics_and_keeps_order(text in "[$TAG\\[\\]'a-c0-9.,\" :é(-]{0,24}") {
-            if let Ok(pieces) = split(&text, |at| {
+            if let Ok((pieces, _)) = split(&text, |at| {
                 // a stand-in `$(` parser: up to the next ')'
                 text[at..].find(')').map(|len| ((), at + len + 1)).ok_or_else(|| "unterminated".to_owned())
             }) {

@@ -32,6 +32,8 @@ pub struct Template {
     text: String,
     kind: NameKind,
     parts: Vec<Part>,
+    /// What was read leniently, as Fluent Bit reads it: one line each, for Init to log.
+    notes: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -93,7 +95,7 @@ impl Template {
         if text.len() > MAX_TEMPLATE_BYTES {
             return Err(format!("name template of {} bytes: at most {MAX_TEMPLATE_BYTES} are allowed", text.len()));
         }
-        let pieces = record_accessor::split(text, |dollar| {
+        let (pieces, notes) = record_accessor::split(text, |dollar| {
             parse_go_variable(text, dollar, kind).map(|(var, default, end)| ((var, default), end))
         })?;
         let mut parts = Vec::with_capacity(pieces.len());
@@ -107,7 +109,12 @@ impl Template {
                 Piece::Other((var, default), span) => Part::Var { var, default, span },
             });
         }
-        Ok(Template { text: text.to_owned(), kind, parts })
+        Ok(Template { text: text.to_owned(), kind, parts, notes })
+    }
+
+    /// Places read leniently, as the peer reads them (e.g. a character Fluent Bit's lexer skips).
+    pub fn notes(&self) -> &[String] {
+        &self.notes
     }
 
     /// No variables at all: the name is the text.
