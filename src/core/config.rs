@@ -75,7 +75,7 @@ const LOG_GROUP_TEMPLATE: Key = Key {
     name: "log_group_template",
     default: Unset::Nothing,
     from: "C",
-    meaning: "Log group from the tag and record: `$TAG`, `$TAG[n]`, `$key['sub'][0]` (Fluent Bit's record accessor, as the C plugin reads it), `$(tag)`, `$(tag[n])`, `$(key['sub'])`, `$(uuid)`, `$(ecs_task_id)`, `$(ecs_cluster)`, `$(ecs_task_arn)`, `$(var:-default)`; any text between variables. When a variable cannot be resolved the static `log_group_name` is used.",
+    meaning: "Log group from the tag and record: `$TAG`, `$TAG[n]`, `$key['sub'][0]` (Fluent Bit's record accessor, as the C plugin reads it), `$(tag)`, `$(tag[n])`, `$(key['sub'])`, `$(uuid)`, `$(ecs_task_id)`, `$(ecs_cluster)`, `$(ecs_task_arn)`, `$(var:-default)`; any text between variables (a `$key` runs up to the next `.`, space, `,` or `\"`, as in Fluent Bit). When a variable cannot be resolved the static `log_group_name` is used.",
 };
 const DEFAULT_LOG_GROUP_NAME: Key = Key {
     name: "default_log_group_name",
