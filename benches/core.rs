@@ -88,7 +88,7 @@ fn main() {
     let group = NameRule::Fixed("group".into());
     let stream = NameRule::TagPrefix("app-".into());
     let per_pod = NameRule::Template {
-        template: Template::parse("$kubernetes['namespace_name']-$kubernetes['pod_name']", NameKind::Stream)
+        template: Template::parse("$kubernetes['namespace_name'].$kubernetes['pod_name']", NameKind::Stream)
             .unwrap()
             .into(),
         fallback: Box::new(NameRule::Fixed("fallback".into())),

@@ -33,7 +33,7 @@ fn every_key(url: &str, creds: &str) -> Vec<(&'static str, String)> {
         ("log_group_template", "/ecs/$(ecs_cluster)/$kubernetes['namespace_name']"),
         ("default_log_group_name", "fallback-group"),
         ("log_stream_name", "$(tag[1])-$(ecs_task_id)"),
-        ("log_stream_template", "$TAG[0]-$kubernetes['pod_name']-$(ecs_task_id)"),
+        ("log_stream_template", "$TAG[0]-$kubernetes['pod_name'].$(ecs_task_id)"),
         ("default_log_stream_name", "fallback-stream"),
         ("auto_create_group", "On"),
         ("log_retention_days", "14"),
@@ -108,9 +108,9 @@ fn every_key_in(profile: Profile) {
         endpoint.accepted().into_iter().map(|a| (a.group, a.stream, a.head)).collect();
     got.sort();
     let want = [
-        ("/ecs/prod-cluster/dev", "app-db-1-0123456789abcdef0123456789abcdef", r#"{"nested":true}"#),
-        ("/ecs/prod-cluster/prod", "app-web-1-0123456789abcdef0123456789abcdef", "one"),
-        ("/ecs/prod-cluster/prod", "app-web-2-0123456789abcdef0123456789abcdef", "two"),
+        ("/ecs/prod-cluster/dev", "app-db-1.0123456789abcdef0123456789abcdef", r#"{"nested":true}"#),
+        ("/ecs/prod-cluster/prod", "app-web-1.0123456789abcdef0123456789abcdef", "one"),
+        ("/ecs/prod-cluster/prod", "app-web-2.0123456789abcdef0123456789abcdef", "two"),
         ("static-group", "fallback-stream", r#"{"other":"again"}"#),
         ("static-group", "fallback-stream", r#"{"other":"field"}"#),
     ];

@@ -76,7 +76,7 @@ const LOG_GROUP_TEMPLATE: Key = Key {
     name: "log_group_template",
     default: Unset::Nothing,
     from: "C",
-    meaning: "Log group from the tag and record: `$TAG`, `$TAG[n]`, `$key['sub']`, `$(tag)`, `$(tag[n])`, `$(key['sub'])`, `$(uuid)`, `$(ecs_task_id)`, `$(ecs_cluster)`, `$(ecs_task_arn)`, `$(var:-default)`; any text between variables. When a variable cannot be resolved the static `log_group_name` is used.",
+    meaning: "Log group from the tag and record: `$TAG`, `$TAG[n]`, `$key['sub'][0]` (Fluent Bit's record accessor, as the C plugin reads it), `$(tag)`, `$(tag[n])`, `$(key['sub'])`, `$(uuid)`, `$(ecs_task_id)`, `$(ecs_cluster)`, `$(ecs_task_arn)`, `$(var:-default)`; any text between variables (a `$key` runs up to the next `.`, space, `,` or `\"`, as in Fluent Bit). When a variable cannot be resolved the static `log_group_name` is used.",
 };
 const DEFAULT_LOG_GROUP_NAME: Key = Key {
     name: "default_log_group_name",
@@ -653,6 +653,13 @@ impl Config {
         ];
         let warning = check_cleartext(&cleartext, flag(&get, &ALLOW_CLEARTEXT_ENDPOINTS)?)?;
         config.warnings.extend(warning);
+        for rule in [&config.group, &config.stream] {
+            // the record accessor's lenient readings (the Go plugin's are warned of where they are read)
+            if let NameRule::Template { template: NameTemplate::Accessor(template), .. } = rule {
+                let notes = template.notes().iter().map(|note| format!("name template '{template}': {note}"));
+                config.warnings.extend(notes);
+            }
+        }
         Ok(config)
     }
 
@@ -1214,6 +1221,15 @@ mod tests {
         assert!(!c.group.per_record() && c.stream.per_record());
         let c = with(&[("log_stream_template", "$x")]).unwrap();
         assert_eq!(c.stream.static_name("app"), "p-app");
+    }
+
+    #[test]
+    fn record_accessor_read_leniently_is_a_warning() {
+        // Fluent Bit starts with these too (its lexer logs the skipped character)
+        let c = with(&[("log_stream_template", "$-app."), ("log_group_template", "g-$TAG")]).unwrap();
+        assert_eq!(c.warnings.len(), 2, "{:?}", c.warnings);
+        assert!(c.warnings[0].contains("'$-app.'") && c.warnings[0].contains("\"-\" skipped"), "{:?}", c.warnings);
+        assert!(c.warnings[1].contains("'.' after the last variable is dropped"), "{:?}", c.warnings);
     }
 
     #[test]

@@ -36,6 +36,8 @@ pub mod naming;
 pub mod plan;
 /// What of a chunk was delivered, across Fluent Bit's retries.
 pub mod progress;
+/// Fluent Bit's record accessor as templates use it: parse (`$key-dash[0]`), lookup, values.
+pub mod record_accessor;
 /// A path of map keys into a record (`$kubernetes['labels']['app']`) and its value in a body.
 pub mod record_path;
 /// Log group / stream name templates (`$(tag[1])`, `$kubernetes['pod_name']`) and their rendering.

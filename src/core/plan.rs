@@ -236,7 +236,7 @@ mod tests {
     fn names_from_records_split_batches_and_count_fallbacks() {
         let group = NameRule::Fixed("g".into());
         let stream = NameRule::Template {
-            template: Template::parse("$app-$TAG[1]", NameKind::Stream).unwrap().into(),
+            template: Template::parse("$app.$TAG[1]", NameKind::Stream).unwrap().into(),
             fallback: Box::new(NameRule::Fixed("fallback".into())),
         };
         let naming = Naming { group: &group, stream: &stream, vars: &VARS };
@@ -249,7 +249,7 @@ mod tests {
         let mut plan = Plan::default();
         plan.build(&chunk, "k8s.prod", naming, &MessageFormat::default(), &mut Encoder::new());
         let names: Vec<&str> = plan.keys.iter().map(|k| k.stream.as_str()).collect();
-        assert_eq!(names, ["web-prod", "db-prod", "fallback"]);
+        assert_eq!(names, ["web.prod", "db.prod", "fallback"]);
         assert_eq!(plan.batches.len(), 3);
         for r in &plan.batches {
             let key = plan.events[r.start].key;

@@ -4,8 +4,9 @@
 //! - the Go plugin's: `$(tag)`, `$(tag[n])`, `$(uuid)`, `$(ecs_cluster)`, `$(ecs_task_arn)`,
 //!   `$(ecs_task_id)`, `$(key)`, `$(key['sub']['x'])`, each with an optional default,
 //!   `$(key['sub']:-fallback)`;
-//! - Fluent Bit's record accessor: `$TAG`, `$TAG[n]`, `$key`, `$key['sub']`, followed by any
-//!   character (the C plugin allows only `.` or `,`), so `$a-$b` works.
+//! - Fluent Bit's record accessor, as the C plugin reads it (`record_accessor`): `$TAG`,
+//!   `$TAG[n]`, `$key`, `$key-dash['sub'][0]`; a variable runs up to the next `.`, ` `, `,` or
+//!   `"`, so `$a.$b` is two variables and `$a-$b` a syntax error, as in Fluent Bit.
 //!
 //! Everything else is literal text. Mistakes are found when the template is parsed; rendering
 //! only decides, per record, whether every variable has a value.
@@ -15,7 +16,8 @@ use std::ops::Range;
 
 use crate::core::msgpack::{Reader, Token};
 use crate::core::names::{NameKind, MAX_NAME_BYTES};
-use crate::core::record_path::{is_name_byte, parse_subscripts, RecordPath};
+use crate::core::record_accessor::{self, Piece};
+use crate::core::record_path::{parse_subscripts, RecordPath};
 
 /// The longest template accepted.
 pub const MAX_TEMPLATE_BYTES: usize = 1024;
@@ -30,6 +32,8 @@ pub struct Template {
     text: String,
     kind: NameKind,
     parts: Vec<Part>,
+    /// What was read leniently, as Fluent Bit reads it: one line each, for Init to log.
+    notes: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,6 +53,8 @@ enum Var {
     EcsTaskArn,
     EcsTaskId,
     Record(RecordPath),
+    /// Fluent Bit's record accessor: `$TAG`, `$TAG[n]`, `$key['sub'][0]`.
+    Accessor(record_accessor::Variable),
 }
 
 /// The ECS task the plugin runs in, from the task metadata endpoint.
@@ -89,26 +95,26 @@ impl Template {
         if text.len() > MAX_TEMPLATE_BYTES {
             return Err(format!("name template of {} bytes: at most {MAX_TEMPLATE_BYTES} are allowed", text.len()));
         }
-        let mut parts = Vec::new();
-        let mut pos = 0;
-        while pos < text.len() {
-            let dollar = text[pos..].find('$').map_or(text.len(), |i| pos + i);
-            if dollar > pos {
-                check_literal(text, pos..dollar, kind)?;
-                parts.push(Part::Literal(pos..dollar));
-            }
-            if dollar == text.len() {
-                break;
-            }
-            let (var, default, end) = match text.as_bytes().get(dollar + 1) {
-                Some(b'(') => parse_go_variable(text, dollar, kind)?,
-                Some(&b) if b == b'[' || is_name_byte(b) => parse_accessor_variable(text, dollar)?,
-                _ => return Err(format!("'$' at byte {dollar} does not start a variable: use {VARIABLES}")),
-            };
-            parts.push(Part::Var { var, default, span: dollar..end });
-            pos = end;
+        let (pieces, notes) = record_accessor::split(text, |dollar| {
+            parse_go_variable(text, dollar, kind).map(|(var, default, end)| ((var, default), end))
+        })?;
+        let mut parts = Vec::with_capacity(pieces.len());
+        for piece in pieces {
+            parts.push(match piece {
+                Piece::Literal(range) => {
+                    check_literal(text, range.clone(), kind)?;
+                    Part::Literal(range)
+                }
+                Piece::Accessor(var, span) => Part::Var { var: Var::Accessor(var), default: None, span },
+                Piece::Other((var, default), span) => Part::Var { var, default, span },
+            });
         }
-        Ok(Template { text: text.to_owned(), kind, parts })
+        Ok(Template { text: text.to_owned(), kind, parts, notes })
+    }
+
+    /// Places read leniently, as the peer reads them (e.g. a character Fluent Bit's lexer skips).
+    pub fn notes(&self) -> &[String] {
+        &self.notes
     }
 
     /// No variables at all: the name is the text.
@@ -118,7 +124,7 @@ impl Template {
 
     /// Some variable reads the record (so names must be rendered per record, not per chunk).
     pub fn uses_record(&self) -> bool {
-        self.uses(|v| matches!(v, Var::Record(_)))
+        self.uses(|v| matches!(v, Var::Record(_) | Var::Accessor(record_accessor::Variable::Key(_))))
     }
 
     pub fn uses_ecs(&self) -> bool {
@@ -133,9 +139,11 @@ impl Template {
         self.parts.iter().any(|p| matches!(p, Part::Var { var, .. } if test(var)))
     }
 
-    /// Clears `out` and writes the name. Record values: strings as they are (invalid UTF-8 → U+FFFD),
+    /// Clears `out` and writes the name. `$(...)` record values: strings as they are (invalid UTF-8 → U+FFFD),
     /// integers/floats/bools as their text; nil, maps, arrays, empty strings → unresolved (unless the variable has
-    /// a `:-` default). `$TAG[n]`/`$(tag[n])` = the n-th `.`-separated part of the tag (0-based), out of range →
+    /// a `:-` default); `$(tag[n])` = the n-th `.`-separated part of the tag (0-based), out of range →
+    /// unresolved. Record-accessor values as Fluent Bit writes them (see `record_accessor`): empty strings,
+    /// `null`, `1.500000`, binary as hex, `$TAG[n]` out of range empty; a missing key, an array or a map →
     /// unresolved. ECS variables with `vars.ecs == None` → unresolved. Damaged msgpack → unresolved.
     /// Then the whole name is sanitised: Group: every char outside `A-Za-z0-9_-/.#` becomes `.`; Stream: `:` and
     /// `*` become `.`. Cut to 512 bytes on a char boundary. An empty result is unresolved. No allocation when `out`
@@ -197,27 +205,6 @@ fn parse_index(text: &str, pos: usize) -> Result<(usize, usize), String> {
     }
     let n = digits.parse().map_err(|_| format!("'[{digits}]' at byte {pos}: the index is too large"))?;
     Ok((n, pos + len + 2))
-}
-
-/// Fluent Bit's form at `text[dollar..]`: `$TAG`, `$TAG[n]`, or a record accessor.
-fn parse_accessor_variable(text: &str, dollar: usize) -> Result<(Var, Option<Range<usize>>, usize), String> {
-    let start = dollar + 1;
-    let name_len = text[start..].bytes().take_while(|&b| is_name_byte(b)).count();
-    if &text[start..start + name_len] == "TAG" {
-        let mut end = start + name_len;
-        let mut var = Var::Tag;
-        if text[end..].starts_with('[') {
-            let (n, after) = parse_index(text, end)?;
-            (var, end) = (Var::TagPart(n), after);
-        }
-        if text[end..].starts_with('[') {
-            return Err(format!("$TAG at byte {dollar}: a tag part takes one index, e.g. $TAG[0]"));
-        }
-        return Ok((var, None, end));
-    }
-    let (path, used) =
-        RecordPath::parse_prefix(&text[start..]).map_err(|e| format!("variable at byte {dollar}: {e}"))?;
-    Ok((Var::Record(path), None, start + used))
 }
 
 /// The Go plugin's form at `text[dollar..]` (which starts with `$(`), with an optional `:-default`.
@@ -307,7 +294,38 @@ fn write_variable(var: &Var, tag: &str, body: &[u8], vars: &Vars<'_>, name: &mut
             Ok(Some(raw)) => write_record_value(raw, name),
             Ok(None) | Err(_) => false,
         },
+        Var::Accessor(var) => write_accessor(var, tag, body, name),
     }
+}
+
+/// A record-accessor variable's value as Fluent Bit writes it; false when it has none.
+fn write_accessor(var: &record_accessor::Variable, tag: &str, body: &[u8], name: &mut NameWriter<'_>) -> bool {
+    use record_accessor::{Value, Variable};
+    match var {
+        Variable::Tag => name.push_str(tag),
+        Variable::TagPart(n) => name.push_str(record_accessor::tag_part(tag, *n)),
+        Variable::Capture { first } => return !first,
+        // a damaged body is just a record without the value, as for a missing key
+        Variable::Key(accessor) => match accessor.value(body) {
+            None => return false,
+            Some(Value::Str(s)) => name.push_lossy(s),
+            Some(Value::Bin(b)) => {
+                for byte in b {
+                    // through `fmt` from the stack: no allocation
+                    let _ = write!(name, "{byte:02x}");
+                }
+            }
+            Some(Value::Int(n)) => {
+                let _ = write!(name, "{n}");
+            }
+            Some(Value::Float(f)) => {
+                let _ = record_accessor::write_c_float(f, name);
+            }
+            Some(Value::Bool(b)) => name.push_str(if b { "true" } else { "false" }),
+            Some(Value::Null) => name.push_str("null"),
+        },
+    }
+    true
 }
 
 fn write_record_value(raw: &[u8], name: &mut NameWriter<'_>) -> bool {
@@ -443,11 +461,11 @@ mod tests {
         assert_eq!(stream("$TAG[1]", &body).unwrap(), "web");
         assert_eq!(stream("$a", &body).unwrap(), "A");
         assert_eq!(stream("$kubernetes['labels']['app']", &body).unwrap(), "web");
-        assert_eq!(stream("$a-$b", &body).unwrap(), "A-2");
+        assert_eq!(stream("$a.$b", &body).unwrap(), "A.2");
         assert_eq!(stream("$TAG[1]_$kubernetes['pod_name']", &body).unwrap(), "web_pod-7");
-        assert_eq!(stream("$['a'] $a, $a.$a", &body).unwrap(), "A A, A.A");
-        // `$TAGS` is a key, `$tag` too: only `$TAG` is the tag
-        assert_eq!(stream("$TAGS/$tag", &json!({"TAGS": "x", "tag": "y"})).unwrap(), "x/y");
+        assert_eq!(stream("$a $a, $a.$a", &body).unwrap(), "A A, A.A");
+        // `$tag` is a key; `$TAGS` is the tag and an `S`, as in Fluent Bit
+        assert_eq!(stream("$TAGS/$tag", &json!({"TAGS": "x", "tag": "y"})).unwrap(), "app.web.1S/y");
     }
 
     #[test]
@@ -479,8 +497,8 @@ mod tests {
     fn record_values() {
         let body = json!({"s": "text", "u": 42, "i": -7, "f": 1.5, "g": 2.0, "t": true, "n": null, "e": "",
                           "m": {"x": 1}, "em": {}, "arr": [1]});
-        assert_eq!(stream("$s/$u/$i/$f/$g/$t", &body).unwrap(), "text/42/-7/1.5/2/true");
-        for var in ["$n", "$e", "$m", "$em", "$arr", "$zz", "$s['x']"] {
+        assert_eq!(stream("$(s)/$(u)/$(i)/$(f)/$(g)/$(t)", &body).unwrap(), "text/42/-7/1.5/2/true");
+        for var in ["$(n)", "$(e)", "$(m)", "$(em)", "$(arr)", "$(zz)", "$(s['x'])"] {
             assert_eq!(stream(&format!("a-{var}-b"), &body), unresolved(var));
         }
         assert_eq!(
@@ -489,7 +507,7 @@ mod tests {
         );
         // {"s": str(61 ff), "b": bin("ok")}
         let odd = [0x82, 0xa1, b's', 0xa2, 0x61, 0xff, 0xa1, b'b', 0xc4, 0x02, b'o', b'k'];
-        let t = Template::parse("$s-$b", NameKind::Stream).unwrap();
+        let t = Template::parse("$(s)-$(b)", NameKind::Stream).unwrap();
         let mut out = String::new();
         t.render("t", &odd, &Vars::default(), &mut out).unwrap();
         assert_eq!(out, "a\u{FFFD}-ok");
@@ -520,9 +538,10 @@ mod tests {
         r("a.b.c.d", &mut out).unwrap();
         assert_eq!(out, "a/d");
         assert_eq!(r("a.b.c", &mut out), Err(Unresolved { variable: "$(tag[3])" }));
-        // an empty part is no part
+        // an empty part is no part for `$(tag[n])`; for `$TAG[n]` it is empty text, as in Fluent Bit
         assert_eq!(r("a.b..", &mut out), Err(Unresolved { variable: "$(tag[3])" }));
-        assert_eq!(r(".b.c.d", &mut out), Err(Unresolved { variable: "$TAG[0]" }));
+        r(".b.c.d", &mut out).unwrap();
+        assert_eq!(out, "/d");
         let whole = Template::parse("$TAG", NameKind::Stream).unwrap();
         assert_eq!(whole.render("", &[], &Vars::default(), &mut out), Err(Unresolved { variable: "$TAG" }));
     }
@@ -557,7 +576,7 @@ mod tests {
     #[test]
     fn stream_names_are_sanitised() {
         let body = json!({"a": "my app/ns:1", "u": "é*x#"});
-        assert_eq!(stream("$a|$u", &body).unwrap(), "my app/ns.1|é.x#");
+        assert_eq!(stream("$a $u", &body).unwrap(), "my app/ns.1 é.x#");
         let t = Template::parse("s-$TAG", NameKind::Stream).unwrap();
         let mut out = String::new();
         t.render("a:b*c", &[], &Vars::default(), &mut out).unwrap();
@@ -577,12 +596,12 @@ mod tests {
         // a group name is ASCII after sanitising: every `é` is one `.`
         assert_eq!(render_kind("$v", NameKind::Group, &body).unwrap(), ".".repeat(300));
         // and a later unresolved variable still counts
-        assert_eq!(stream("$w$missing", &body), unresolved("$missing"));
+        assert_eq!(stream("$w.$missing", &body), unresolved("$missing"));
     }
 
     #[test]
     fn rendering_reuses_the_buffer() {
-        let t = Template::parse("$TAG-$a-$(b:-x)-$n", NameKind::Stream).unwrap();
+        let t = Template::parse("$TAG-$a.$(b:-x).$n", NameKind::Stream).unwrap();
         let body = msgpack(&json!({"a": "é".repeat(1000), "n": 1.25}));
         let mut out = String::with_capacity(MAX_NAME_BYTES);
         let (ptr, cap) = (out.as_ptr(), out.capacity());
@@ -608,9 +627,6 @@ mod tests {
             ("$(tag[x])", NameKind::Stream, "number"),
             ("$(tag['a'])", NameKind::Stream, "number"),
             ("$(tag[])", NameKind::Stream, "number"),
-            ("$TAG[x]", NameKind::Stream, "number"),
-            ("$TAG[1", NameKind::Stream, "unterminated"),
-            ("$TAG[1][2]", NameKind::Stream, "one index"),
             ("$(tag[99999999999999999999999])", NameKind::Stream, "too large"),
             ("$(uuid[1])", NameKind::Stream, "unexpected '['"),
             ("$( tag)", NameKind::Stream, "unexpected ' '"),
@@ -620,13 +636,13 @@ mod tests {
             ("$(a:-x y)", NameKind::Group, "A-Z a-z 0-9 _ - / . #"),
             ("a:b", NameKind::Stream, "except ':' and '*'"),
             ("$TAG*", NameKind::Stream, "except ':' and '*'"),
-            ("a$", NameKind::Stream, "does not start a variable"),
-            ("$-x", NameKind::Stream, "does not start a variable"),
-            ("$$a", NameKind::Stream, "does not start a variable"),
-            ("$a[", NameKind::Stream, "unterminated '['"),
-            ("$a['b'", NameKind::Stream, "expected ']'"),
-            ("$a[b]", NameKind::Stream, "unquoted"),
-            ("$a['']", NameKind::Stream, "empty key"),
+            ("$$a", NameKind::Stream, "a key starts with a letter"),
+            ("$a-$b", NameKind::Stream, "unexpected text after the key"),
+            ("$a[", NameKind::Stream, "a subscript is a quoted key or an index"),
+            ("$a['b'", NameKind::Stream, "a subscript ends with ']'"),
+            ("$a[b]", NameKind::Stream, "a subscript is a quoted key or an index"),
+            ("$a[\"b\"]", NameKind::Stream, "a subscript is a quoted key or an index"),
+            ("$['b']", NameKind::Stream, "a key starts with a letter"),
             ("", NameKind::Stream, "empty name template"),
         ];
         for &(text, kind, expected) in cases {
@@ -721,7 +737,7 @@ mod tests {
                 Ok(()) => {
                     prop_assert!(!out.is_empty() && out.len() <= MAX_NAME_BYTES, "{} bytes", out.len());
                     prop_assert!(out.chars().all(|c| kind.allows(c)), "{:?} for {:?}", out, kind);
-                    if t.is_static() && text.len() <= MAX_NAME_BYTES {
+                    if t.is_static() && !text.contains('$') && text.len() <= MAX_NAME_BYTES {
                         prop_assert_eq!(&out, &text);
                     }
                 }
