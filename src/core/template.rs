@@ -98,11 +98,15 @@ impl Template {
         let (pieces, notes) = record_accessor::split(text, |dollar| {
             parse_go_variable(text, dollar, kind).map(|(var, default, end)| ((var, default), end))
         })?;
-        let mut parts = Vec::with_capacity(pieces.len());
+        let (mut parts, mut notes) = (Vec::with_capacity(pieces.len()), notes);
         for piece in pieces {
             parts.push(match piece {
                 Piece::Literal(range) => {
-                    check_literal(text, range.clone(), kind)?;
+                    // the C plugin starts with such text (and every call then fails): start, and
+                    // write what CloudWatch refuses as '.', as in a value
+                    if let Err(why) = check_literal(text, range.clone(), kind) {
+                        notes.push(format!("{why}; it is written '.'"));
+                    }
                     Part::Literal(range)
                 }
                 Piece::Accessor(var, span) => Part::Var { var: Var::Accessor(var), default: None, span },
@@ -631,11 +635,7 @@ mod tests {
             ("$(uuid[1])", NameKind::Stream, "unexpected '['"),
             ("$( tag)", NameKind::Stream, "unexpected ' '"),
             ("$(a:b)", NameKind::Stream, "unexpected ':'"),
-            ("my app", NameKind::Group, "A-Z a-z 0-9 _ - / . #"),
-            ("a:$TAG", NameKind::Group, "A-Z a-z 0-9 _ - / . #"),
             ("$(a:-x y)", NameKind::Group, "A-Z a-z 0-9 _ - / . #"),
-            ("a:b", NameKind::Stream, "except ':' and '*'"),
-            ("$TAG*", NameKind::Stream, "except ':' and '*'"),
             ("$$a", NameKind::Stream, "a key starts with a letter"),
             ("$a-$b", NameKind::Stream, "unexpected text after the key"),
             ("$a[", NameKind::Stream, "a subscript is a quoted key or an index"),
@@ -653,6 +653,25 @@ mod tests {
         let long = "a".repeat(MAX_TEMPLATE_BYTES + 1);
         assert!(Template::parse(&long, NameKind::Stream).unwrap_err().contains("at most 1024"));
         assert!(Template::parse(&long[1..], NameKind::Stream).is_ok());
+    }
+
+    /// The C plugin starts with literal text CloudWatch refuses (and every call then fails): it
+    /// starts here too, with a note (Init's warning), and the text is written as CloudWatch takes it.
+    #[test]
+    fn literal_text_cloudwatch_refuses_is_sanitised_with_a_note() {
+        for (text, kind, rendered) in [
+            ("my app", NameKind::Group, "my.app"),
+            ("a:$TAG", NameKind::Group, "a.tag"),
+            ("a:b", NameKind::Stream, "a.b"),
+            ("$TAG*", NameKind::Stream, "tag."),
+        ] {
+            let t = Template::parse(text, kind).unwrap();
+            assert_eq!(t.notes().len(), 1, "{text}: {:?}", t.notes());
+            assert!(t.notes()[0].contains("it is written '.'"), "{:?}", t.notes());
+            let mut out = String::new();
+            t.render("tag", &msgpack(&serde_json::json!({})), &Vars::default(), &mut out).unwrap();
+            assert_eq!(out, rendered, "{text}");
+        }
     }
 
     fn piece() -> impl Strategy<Value = String> {
@@ -737,7 +756,7 @@ mod tests {
                 Ok(()) => {
                     prop_assert!(!out.is_empty() && out.len() <= MAX_NAME_BYTES, "{} bytes", out.len());
                     prop_assert!(out.chars().all(|c| kind.allows(c)), "{:?} for {:?}", out, kind);
-                    if t.is_static() && !text.contains('$') && text.len() <= MAX_NAME_BYTES {
+                    if t.is_static() && !text.contains('$') && text.len() <= MAX_NAME_BYTES && t.notes().is_empty() {
                         prop_assert_eq!(&out, &text);
                     }
                 }
