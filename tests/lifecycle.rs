@@ -63,7 +63,7 @@ fn lifecycle_as_fluent_bit_drives_it() {
     assert!(thread_count() > baseline, "the runtime starts at the first Init");
 
     // A bad value fails Init (returns 0) and leaves no context.
-    let bad = host.new_output(reg, &[("region", "us-east-1"), ("log_group_name", "a b"), ("log_stream_name", "s")]);
+    let bad = host.new_output(reg, &[("region", "US East"), ("log_group_name", "g"), ("log_stream_name", "s")]);
     assert_eq!(host.init(&bad), 0);
     assert!(host.remote_context(&bad).is_null());
     assert_eq!(host.exit(&bad), Some(1));
