@@ -12,13 +12,16 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::Ordering::Relaxed;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use support::{root, serial, Env};
 
 /// Lines the tail input reads, `{"seq":N,...}`, each sent as it is (`log_key log`).
 const RECORDS: u64 = 400;
 /// Where Debian's libc6-arm64-cross puts the aarch64 glibc (qemu's `-L`).
 const SYSROOT: &str = "/usr/aarch64-linux-gnu";
+/// How long the run may take, start to exit, even under emulation on a loaded machine: a hung
+/// host must fail the test, not hold CI up.
+const BOUND: Duration = Duration::from_secs(180);
 
 fn on_path(program: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
@@ -68,8 +71,10 @@ fn the_arm64_library_flushes_every_record_once_under_qemu() {
     let dir = support::scratch("arm64");
     let endpoint = StrictEndpoint::start(false, Faults::default(), 17);
     let env = Env::new().keys("AKIDARM64TEST", "arm64-secret-never-logged");
+    // Output to files, not pipes: the wait below polls, and nothing must block on a full pipe.
+    let (stdout, stderr) = (dir.join("stdout"), dir.join("stderr"));
     let started = Instant::now();
-    let out = Command::new(qemu)
+    let mut child = Command::new(qemu)
         .arg("-L")
         .arg(SYSROOT)
         .arg(&host)
@@ -81,11 +86,24 @@ fn the_arm64_library_flushes_every_record_once_under_qemu() {
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .envs(env.vars())
-        .output()
+        .stdout(std::fs::File::create(&stdout).unwrap())
+        .stderr(std::fs::File::create(&stderr).unwrap())
+        .spawn()
         .expect("run the aarch64 test host under qemu-aarch64");
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if started.elapsed() > BOUND {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("still running after {BOUND:?}\n{}", std::fs::read_to_string(&stderr).unwrap_or_default());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
     let took = started.elapsed();
-    let (report, log) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert_eq!(out.status.code(), Some(0), "{report}\n{log}");
+    let (report, log) = (std::fs::read_to_string(&stdout).unwrap(), std::fs::read_to_string(&stderr).unwrap());
+    assert_eq!(status.code(), Some(0), "{report}\n{log}");
 
     let mut times: BTreeMap<u64, u64> = BTreeMap::new();
     for accepted in endpoint.accepted() {
