@@ -10,7 +10,7 @@ export CWRS_HOST := $(abspath $(HOST))
 # Tests and the demo talk to 127.0.0.1 only: never let the credential chain probe IMDS.
 export AWS_EC2_METADATA_DISABLED := true
 
-.PHONY: all setup build test demo soak firelens bench clean
+.PHONY: all setup build test demo soak firelens arm64-host bench clean
 
 all: build
 
@@ -20,12 +20,18 @@ setup:
 build: setup
 	$(CARGO) build --release --workspace
 
-test: build firelens
+test: build firelens arm64-host
 	$(CARGO) test --release --workspace
 
-# The library for aws-for-fluent-bit images (glibc 2.26 at most), into build/firelens/.
+# The libraries for aws-for-fluent-bit images (glibc 2.26 at most), one per architecture:
+# build/firelens/amd64/ and build/firelens/arm64/ (Docker's TARGETARCH names).
 firelens: setup
 	@tests/support/firelens.sh
+
+# qemu-user, the aarch64 glibc and the test host built for aarch64: tests/arm64.rs flushes the
+# arm64 library under qemu.
+arm64-host: setup
+	@tests/support/arm64-host.sh
 
 # The soak tests: many records with every fault mixed in, and many streams, through the strict
 # endpoint (docs/TESTING.md).

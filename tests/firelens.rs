@@ -1,8 +1,8 @@
 //! The FireLens kit in plugin-config/ is what users copy: every JSON file parses, every option
 //! it sets is a key the plugin reads (checked against `config::KEYS`, the one list), the classic
 //! config starts the plugin in the test host against moto with the kit's own IAM documents
-//! (tests/support/moto_fixture.py loads them), and the library `make firelens` built needs no
-//! glibc newer than Amazon Linux 2's 2.26.
+//! (tests/support/moto_fixture.py loads them), and each library `make firelens` built (amd64,
+//! arm64) is for its machine and needs no glibc newer than Amazon Linux 2's 2.26.
 
 mod support;
 
@@ -136,30 +136,47 @@ fn the_classic_config_starts_in_the_test_host_against_moto_with_the_kits_iam_doc
     assert!(err.contains("startup check passed"), "{err}");
 }
 
+/// Tool output as text (binutils' objdump, readelf and nm read ELF files of either machine).
+fn tool(program: &str, args: &[&str], file: &Path) -> String {
+    let out = std::process::Command::new(program).args(args).arg(file).output().expect(program);
+    assert!(out.status.success(), "{program} {args:?} {}: {}", file.display(), String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 #[test]
-fn the_firelens_library_needs_glibc_2_26_at_most() {
-    let lib = root().join("build/firelens/libcloudwatch_rs.so");
+fn each_firelens_library_is_for_its_machine_and_needs_glibc_2_26_at_most() {
     if std::env::var_os("CWRS_SKIP_FIRELENS").is_some() {
         eprintln!("skipped: CWRS_SKIP_FIRELENS is set");
         return;
     }
-    assert!(lib.exists(), "{} missing: `make firelens` builds it (make test runs it first)", lib.display());
-    let out = std::process::Command::new("objdump").arg("-T").arg(&lib).output().expect("objdump");
-    let text = String::from_utf8_lossy(&out.stdout);
-    let newest = text
-        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '.'))
-        .filter_map(|w| w.strip_prefix("GLIBC_"))
-        .filter_map(|v| {
-            let mut parts = v.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
-            Some((parts.next()?, parts.next().unwrap_or(0), parts.next().unwrap_or(0)))
-        })
-        .max()
-        .expect("versioned glibc symbols");
-    eprintln!("build/firelens/libcloudwatch_rs.so needs glibc {}.{}", newest.0, newest.1);
-    assert!(newest <= (2, 26, 0), "needs glibc {newest:?}, Amazon Linux 2 has 2.26");
-    let exports = std::process::Command::new("nm").args(["-D", "--defined-only"]).arg(&lib).output().unwrap();
-    let exports = String::from_utf8_lossy(&exports.stdout);
-    for sym in ["FLBPluginRegister", "FLBPluginInit", "FLBPluginFlushCtx", "FLBPluginExitCtx", "FLBPluginUnregister"] {
-        assert!(exports.contains(sym), "{sym} not exported");
+    // Docker's TARGETARCH names the directory; readelf's Machine the ELF header's.
+    for (arch, machine) in [("amd64", "Advanced Micro Devices X86-64"), ("arm64", "AArch64")] {
+        let rel = format!("build/firelens/{arch}/libcloudwatch_rs.so");
+        let lib = root().join(&rel);
+        assert!(
+            lib.exists(),
+            "{} missing: `make firelens` builds it (make test runs it first; its output says why it skipped one)",
+            lib.display()
+        );
+        let header = tool("readelf", &["-h"], &lib);
+        let is = header.lines().find_map(|l| l.trim().strip_prefix("Machine:")).map(str::trim);
+        assert_eq!(is, Some(machine), "{rel}");
+        let newest = tool("objdump", &["-T"], &lib)
+            .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '.'))
+            .filter_map(|w| w.strip_prefix("GLIBC_"))
+            .filter_map(|v| {
+                let mut parts = v.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
+                Some((parts.next()?, parts.next().unwrap_or(0), parts.next().unwrap_or(0)))
+            })
+            .max()
+            .expect("versioned glibc symbols");
+        eprintln!("{rel}: {machine}, needs glibc {}.{}", newest.0, newest.1);
+        assert!(newest <= (2, 26, 0), "{rel} needs glibc {newest:?}, Amazon Linux 2 has 2.26");
+        let exports = tool("nm", &["-D", "--defined-only"], &lib);
+        for sym in
+            ["FLBPluginRegister", "FLBPluginInit", "FLBPluginFlushCtx", "FLBPluginExitCtx", "FLBPluginUnregister"]
+        {
+            assert!(exports.contains(sym), "{rel}: {sym} not exported");
+        }
     }
 }

@@ -1,27 +1,50 @@
 #!/usr/bin/env bash
-# make firelens: the plugin for aws-for-fluent-bit images, built here without Docker.
-# cargo-zigbuild links against glibc 2.26 (Amazon Linux 2, the oldest target), so the library
-# loads on AL2 and on AL2023 alike; objdump then proves the glibc requirement.
-# Tools are installed idempotently: ziglang (PyPI) into .venv, cargo-zigbuild into .tools.
+# make firelens: the plugin for aws-for-fluent-bit images, one library per architecture, built
+# here without Docker, into build/firelens/<arch>/libcloudwatch_rs.so where <arch> is Docker's
+# TARGETARCH (amd64, arm64), so the Dockerfile copies build/firelens/$TARGETARCH/ as it is.
+# cargo-zigbuild links against glibc 2.26 (Amazon Linux 2, the oldest base), so each library
+# loads on AL2 and AL2023 alike; objdump then proves the glibc requirement and readelf the
+# machine. Both targets go to one cargo run: their fat-LTO links are single-threaded and run
+# side by side. Where the aarch64 target cannot be added to the toolchain (rustup absent or
+# offline), arm64 is skipped with one line and amd64 is still built.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-target=x86_64-unknown-linux-gnu
-glibc=2.26
+. tests/support/zigbuild-tools.sh
 
-.venv/bin/python -c 'import ziglang' 2>/dev/null || .venv/bin/pip install -q --disable-pip-version-check 'ziglang==0.17.1'
-[ -x .tools/bin/cargo-zigbuild ] || cargo install --locked --quiet cargo-zigbuild --version 0.24.1 --root .tools
-# cargo-zigbuild runs `python3 -m ziglang` when no zig is on PATH
-export PATH="$PWD/.venv/bin:$PWD/.tools/bin:$PATH"
-
-cargo zigbuild --release -p cloudwatch_rs --target "$target.$glibc" --target-dir build/firelens/target
-mkdir -p build/firelens
-cp "build/firelens/target/$target/release/libcloudwatch_rs.so" build/firelens/libcloudwatch_rs.so
-lib=build/firelens/libcloudwatch_rs.so
-
-newest=$(objdump -T "$lib" | grep -o 'GLIBC_[0-9.]*' | sed 's/GLIBC_//' | sort -uV | tail -1)
-echo "$lib: needs glibc $newest (Amazon Linux 2 has $glibc); NEEDED: $(readelf -d "$lib" | grep NEEDED | grep -o '\[.*\]' | tr '\n' ' ')"
-if [ "$(printf '%s\n%s\n' "$newest" "$glibc" | sort -V | tail -1)" != "$glibc" ]; then
-  echo "error: $lib needs glibc $newest, newer than $glibc" >&2
-  exit 1
+# arch (Docker's name) : Rust target : readelf's Machine
+libs=("amd64:x86_64-unknown-linux-gnu:Advanced Micro Devices X86-64")
+if why=$(aarch64_target 2>&1); then
+  libs+=("arm64:aarch64-unknown-linux-gnu:AArch64")
+else
+  echo "firelens: arm64 skipped: cannot add the aarch64-unknown-linux-gnu target ($(echo "$why" | tail -1))"
+  # never leave an older arm64 library where an image build would copy it
+  rm -f build/firelens/arm64/libcloudwatch_rs.so
 fi
-nm -D --defined-only "$lib" | grep -q FLBPluginFlushCtx
+
+targets=()
+for lib in "${libs[@]}"; do
+  IFS=: read -r _ target _ <<<"$lib"
+  targets+=(--target "$target.$glibc")
+done
+cargo zigbuild --release --locked -p cloudwatch_rs "${targets[@]}" --target-dir "$zig_target_dir"
+
+failed=0
+for lib in "${libs[@]}"; do
+  IFS=: read -r arch target machine <<<"$lib"
+  so=build/firelens/$arch/libcloudwatch_rs.so
+  mkdir -p "build/firelens/$arch"
+  cp "$zig_target_dir/$target/release/libcloudwatch_rs.so" "$so"
+  newest=$(objdump -T "$so" | grep -o 'GLIBC_[0-9.]*' | sed 's/GLIBC_//' | sort -uV | tail -1)
+  is=$(readelf -h "$so" | sed -n 's/^ *Machine: *//p')
+  echo "firelens: $so: $is, needs glibc $newest (at most $glibc allowed), NEEDED: $(readelf -d "$so" | grep NEEDED | grep -o '\[.*\]' | paste -sd ' ')"
+  if [ "$is" != "$machine" ]; then
+    echo "error: $so is built for $is, not $machine" >&2
+    failed=1
+  fi
+  if [ -z "$newest" ] || [ "$(printf '%s\n%s\n' "$newest" "$glibc" | sort -V | tail -1)" != "$glibc" ]; then
+    echo "error: $so needs glibc ${newest:-(no versioned symbols found)}, newer than $glibc" >&2
+    failed=1
+  fi
+  nm -D --defined-only "$so" | grep -q FLBPluginFlushCtx || { echo "error: $so exports no FLBPluginFlushCtx" >&2; failed=1; }
+done
+exit $failed
