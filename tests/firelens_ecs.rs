@@ -192,10 +192,46 @@ fn runnable(generated: &str, firelens: &FireLens, lines: usize) -> String {
     out
 }
 
+/// The kit's task definition as the ECS agent sees it for the stand-in's task.
+fn kit_firelens() -> FireLens {
+    FireLens::from_task_definition(&task_definition(), "prod-cluster", ECS_TASK_ARN, 1)
+}
+
+/// The generated config, made runnable, through the test host's CLI in profile `fb`, against a
+/// fresh strict endpoint; `metadata`: whether the task metadata endpoint is there.
+fn run_generated(fb: &str, metadata: bool, lines: usize) -> (StrictEndpoint, i32, String, String) {
+    let firelens = kit_firelens();
+    let conf = support::scratch("firelens-ecs").join("fluent-bit.conf");
+    std::fs::write(&conf, runnable(&firelens.render(), &firelens, lines)).unwrap();
+    let endpoint = StrictEndpoint::start(false, Faults::default(), 0xf1e1);
+    let url = endpoint.url.clone();
+    // The task role's credentials as ECS serves them (here at a full URI on 127.0.0.1, where
+    // ECS uses AWS_CONTAINER_CREDENTIALS_RELATIVE_URI), and the task metadata endpoint.
+    let mut env = Env::new().var("AWS_CONTAINER_CREDENTIALS_FULL_URI", format!("{url}/container-credentials"));
+    if metadata {
+        env = env.var("ECS_CONTAINER_METADATA_URI_V4", format!("{url}/v4/log-router"));
+    }
+    // only the endpoints change (127.0.0.1); every other option is the task definition's
+    let (code, stdout, stderr) = support::run_host(
+        &conf,
+        &env,
+        &["--fb", fb, "-p", &format!("endpoint={url}"), "-p", &format!("sts_endpoint={url}")],
+    );
+    eprintln!("Fluent Bit {fb}: {}", stdout.trim());
+    (endpoint, code, stdout, stderr)
+}
+
+/// The (group, stream) pairs events arrived under.
+fn destinations(endpoint: &StrictEndpoint) -> Vec<(String, String)> {
+    let set: std::collections::BTreeSet<(String, String)> =
+        endpoint.accepted().into_iter().map(|a| (a.group, a.stream)).collect();
+    set.into_iter().collect()
+}
+
 #[test]
 fn the_config_ecs_generates_for_the_kit_delivers_under_the_task_stream() {
     let td = task_definition();
-    let firelens = FireLens::from_task_definition(&td, "prod-cluster", ECS_TASK_ARN, 1);
+    let firelens = kit_firelens();
     let generated = firelens.render();
     eprintln!("--- the config the ECS agent generates for plugin-config/task-definition.json\n{generated}---");
     assert!(generated.contains("\n[OUTPUT]\n    Name cloudwatch_rs\n    Match app-firelens*\n"), "{generated}");
@@ -203,36 +239,18 @@ fn the_config_ecs_generates_for_the_kit_delivers_under_the_task_stream() {
     assert!(generated.contains("\n@INCLUDE /fluent-bit/etc/firelens-service.conf\n"), "{generated}");
 
     let lines = 15;
-    let dir = support::scratch("firelens-ecs");
-    let conf = dir.join("fluent-bit.conf");
-    std::fs::write(&conf, runnable(&generated, &firelens, lines)).unwrap();
     let expected_stream = format!("app/{}", firelens.task_id());
     let role_arn = app_options(&td)["role_arn"].as_str().unwrap().to_string();
     for fb in ["1.9.10", "5.1.1"] {
-        let endpoint = StrictEndpoint::start(false, Faults::default(), 0xf1e1);
-        let url = endpoint.url.clone();
-        // The task role's credentials as ECS serves them (here at a full URI on 127.0.0.1, where
-        // ECS uses AWS_CONTAINER_CREDENTIALS_RELATIVE_URI), and the task metadata endpoint.
-        let env = Env::new()
-            .var("AWS_CONTAINER_CREDENTIALS_FULL_URI", format!("{url}/container-credentials"))
-            .var("ECS_CONTAINER_METADATA_URI_V4", format!("{url}/v4/log-router"));
-        // only the endpoints change (127.0.0.1); every other option is the task definition's
-        let (code, stdout, stderr) = support::run_host(
-            &conf,
-            &env,
-            &["--fb", fb, "-p", &format!("endpoint={url}"), "-p", &format!("sts_endpoint={url}")],
-        );
-        eprintln!("Fluent Bit {fb}: {}", stdout.trim());
+        let (endpoint, code, stdout, stderr) = run_generated(fb, true, lines);
         assert_eq!(code, 0, "Fluent Bit {fb}:\n{stdout}\n{stderr}");
         assert!(stderr.contains("startup check passed"), "Fluent Bit {fb}:\n{stderr}");
-        let accepted = endpoint.accepted();
-        let streams: std::collections::BTreeSet<(&str, &str)> =
-            accepted.iter().map(|a| (a.group.as_str(), a.stream.as_str())).collect();
         assert_eq!(
-            streams.into_iter().collect::<Vec<_>>(),
-            [("cross-account-example", expected_stream.as_str())],
+            destinations(&endpoint),
+            [("cross-account-example".to_string(), expected_stream.clone())],
             "Fluent Bit {fb}"
         );
+        let accepted = endpoint.accepted();
         assert_eq!(accepted.len(), lines, "Fluent Bit {fb}: events delivered");
         assert!(
             accepted.iter().all(|a| a.head == "{\"msg\": \"hello from the task account\"}"),
@@ -255,6 +273,21 @@ fn the_config_ecs_generates_for_the_kit_delivers_under_the_task_stream() {
             endpoint.counters().put_calls_ok.load(Relaxed)
         );
     }
+}
+
+#[test]
+fn without_task_metadata_the_stream_falls_back_to_prefix_and_tag_with_a_warning() {
+    let firelens = kit_firelens();
+    let (endpoint, code, stdout, stderr) = run_generated("5.1.1", false, 3);
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    let warning = stderr.lines().find(|l| l.contains("ECS task metadata unavailable")).expect(&stderr);
+    eprintln!("{warning}");
+    let prefix = app_options(&task_definition())["log_stream_prefix"].as_str().unwrap().to_string();
+    assert_eq!(
+        destinations(&endpoint),
+        [("cross-account-example".to_string(), format!("{prefix}{}", firelens.docker_tag("app")))]
+    );
+    assert_eq!(endpoint.accepted().len(), 3);
 }
 
 #[test]
