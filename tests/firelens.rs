@@ -62,8 +62,12 @@ fn every_json_file_parses_and_the_iam_documents_are_well_formed() {
 fn every_option_in_the_kit_is_a_key_the_plugin_reads() {
     // the task definition's awsfirelens options
     let td: serde_json::Value = serde_json::from_slice(&std::fs::read(kit("task-definition.json")).unwrap()).unwrap();
-    let app =
-        td["containerDefinitions"].as_array().unwrap().iter().find(|c| c["logConfiguration"].is_object()).unwrap();
+    let app = td["containerDefinitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["logConfiguration"]["logDriver"] == "awsfirelens")
+        .unwrap();
     assert_eq!(app["logConfiguration"]["logDriver"], "awsfirelens");
     let options = app["logConfiguration"]["options"].as_object().unwrap();
     assert_eq!(options["Name"], "cloudwatch_rs");

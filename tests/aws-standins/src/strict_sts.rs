@@ -102,6 +102,11 @@ impl Sts {
         self.calls_by_key.lock().unwrap().clone()
     }
 
+    /// The role an issued key belongs to ("" for container / IMDS credentials); None if not issued here.
+    pub fn role_of(&self, key: &str) -> Option<String> {
+        self.issued.lock().unwrap().get(key).map(|i| i.role.clone())
+    }
+
     fn issue(&self) -> (String, String, String, SystemTime) {
         self.issue_for("")
     }
