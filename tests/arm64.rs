@@ -23,6 +23,13 @@ const SYSROOT: &str = "/usr/aarch64-linux-gnu";
 /// host must fail the test, not hold CI up.
 const BOUND: Duration = Duration::from_secs(180);
 
+/// A line on the test process's stderr that `cargo test` shows without `--nocapture` (its
+/// capture takes only what `eprintln!` writes): `make test`'s output says whether the arm64
+/// library ran, and what it delivered, or why it was skipped.
+fn say(line: &str) {
+    let _ = writeln!(std::io::stderr(), "tests/arm64.rs: {line}");
+}
+
 fn on_path(program: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
     std::env::split_paths(&path).map(|dir| dir.join(program)).find(|p| p.is_file())
@@ -52,11 +59,11 @@ fn config(dir: &Path, endpoint: &StrictEndpoint) -> PathBuf {
 fn the_arm64_library_flushes_every_record_once_under_qemu() {
     let _serial = serial();
     let Some(qemu) = on_path("qemu-aarch64") else {
-        eprintln!("skipped: qemu-aarch64 is not installed (Debian's qemu-user; `make test` installs it)");
+        say("skipped: qemu-aarch64 is not installed (Debian's qemu-user; `make test` installs it)");
         return;
     };
     if !Path::new(SYSROOT).join("lib/ld-linux-aarch64.so.1").exists() {
-        eprintln!("skipped: no aarch64 glibc in {SYSROOT} (Debian's libc6-arm64-cross; `make test` installs it)");
+        say(&format!("skipped: no aarch64 glibc in {SYSROOT} (Debian's libc6-arm64-cross; `make test` installs it)"));
         return;
     }
     let lib = root().join("build/firelens/arm64/libcloudwatch_rs.so");
@@ -111,11 +118,11 @@ fn the_arm64_library_flushes_every_record_once_under_qemu() {
         *times.entry(accepted.seq.expect("a {\"seq\":N} message")).or_default() += 1;
     }
     let duplicated: u64 = times.values().map(|n| n - 1).sum();
-    eprintln!(
-        "aarch64 under qemu: {} of {RECORDS} records delivered, {duplicated} duplicated, in {took:?} (start to exit); {}",
+    say(&format!(
+        "the arm64 library under qemu-aarch64: {} of {RECORDS} records delivered, {duplicated} duplicated, in {took:.1?} (start to exit); {}",
         times.len(),
         report.trim()
-    );
+    ));
     assert_eq!(times.keys().copied().collect::<Vec<_>>(), (0..RECORDS).collect::<Vec<_>>(), "{log}");
     assert_eq!(duplicated, 0, "{log}");
     assert_eq!(endpoint.counters().rule_violations.load(Relaxed), 0);
