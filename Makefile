@@ -10,7 +10,7 @@ export CWRS_HOST := $(abspath $(HOST))
 # Tests and the demo talk to 127.0.0.1 only: never let the credential chain probe IMDS.
 export AWS_EC2_METADATA_DISABLED := true
 
-.PHONY: all setup build test demo soak firelens arm64-host bench clean
+.PHONY: all setup build test demo soak firelens arm64-host bench bench-fluent-bit clean
 
 all: build
 
@@ -38,10 +38,17 @@ arm64-host: setup
 soak: build
 	$(CARGO) test --release --test faults -- --ignored --nocapture soak
 
-# Benchmarks: the pure core alone, then the whole plugin over TLS (docs/PERFORMANCE.md).
+# Benchmarks: the pure core alone, then the whole plugin over TLS (docs/PERFORMANCE.md), then,
+# when FLUENT_BIT names a Fluent Bit binary, the plugin inside it beside the C plugin and null.
 bench: build
 	$(CARGO) bench --bench core
 	$(CARGO) bench --bench e2e
+	$(CARGO) bench --bench fluent_bit
+
+# The plugin inside a real Fluent Bit (built in release mode, -DFLB_RELEASE=On; this builds none):
+#   make bench-fluent-bit FLUENT_BIT=/path/to/fluent-bit
+bench-fluent-bit: build
+	$(CARGO) bench --bench fluent_bit
 
 demo: build
 	@tests/support/demo.sh
