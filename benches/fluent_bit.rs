@@ -93,8 +93,13 @@ impl Endpoint {
     fn start() -> Endpoint {
         let bin = root().join("target/release/cwrs-strict-endpoint");
         assert!(bin.exists(), "{} missing: run `make build` first (make bench-fluent-bit does)", bin.display());
-        let mut child =
-            Command::new(bin).arg("--tls").stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
+        let mut child = Command::new(bin)
+            .arg("--tls")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
         let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
         let url = lines.next().unwrap().unwrap().trim_start_matches("URL ").to_string();
         let ca = lines.next().unwrap().unwrap().trim_start_matches("CA ").to_string();
@@ -219,7 +224,15 @@ enum Drive {
     Idle { burst: u64 },
 }
 
-fn run(ctx: &Ctx, out: Out, name: &str, input: &str, workers: u32, drive: &Drive, files: &[(&str, String)]) -> Measured {
+fn run(
+    ctx: &Ctx,
+    out: Out,
+    name: &str,
+    input: &str,
+    workers: u32,
+    drive: &Drive,
+    files: &[(&str, String)],
+) -> Measured {
     let dir = support::scratch(&format!("fb-{name}-{}", out.short()));
     for (file, text) in files {
         std::fs::write(dir.join(file), text).unwrap();
@@ -300,7 +313,8 @@ fn run(ctx: &Ctx, out: Out, name: &str, input: &str, workers: u32, drive: &Drive
             if std::env::var_os("CWRS_FB_SMAPS").is_some() {
                 eprintln!("    {} resident by mapping with no records yet: {}", out.label(), resident_by_mapping(pid));
             }
-            std::fs::write(dir.join("burst.log"), (0..*burst).map(|n| record_json(n) + "\n").collect::<String>()).unwrap();
+            std::fs::write(dir.join("burst.log"), (0..*burst).map(|n| record_json(n) + "\n").collect::<String>())
+                .unwrap();
             let bound = Instant::now() + Duration::from_secs(30);
             while Instant::now() < bound && fb_metrics(http).is_none_or(|x| x.2 < *burst) {
                 std::thread::sleep(Duration::from_millis(100));
@@ -325,9 +339,9 @@ fn run(ctx: &Ctx, out: Out, name: &str, input: &str, workers: u32, drive: &Drive
     let _ = sampler.join();
     let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
     m.cpu_s = tv(usage.ru_utime) + tv(usage.ru_stime);
+    // Sampled, not `ru_maxrss`: that counts the forked child before its exec, which shares
+    // this process's pages (the tail workload's file text among them).
     (m.peak_rss_kib, m.peak_anon_kib, m.peak_file_kib) = *peaks.lock().unwrap();
-    // Not below what the kernel saw (the sampler can miss a short peak).
-    m.peak_rss_kib = m.peak_rss_kib.max(usage.ru_maxrss as u64);
     drop(ep);
     if ctx.keep {
         eprintln!("    kept {}", dir.display());
@@ -360,15 +374,20 @@ fn resident_by_mapping(pid: u32) -> String {
     for line in smaps.lines() {
         let first = line.split_whitespace().next().unwrap_or("");
         if first.contains('-') && !first.ends_with(':') {
-            current = line.split_whitespace().nth(5).map_or("[anon]".to_string(), |p| {
-                p.rsplit('/').next().unwrap_or(p).to_string()
-            });
-        } else if let Some(kib) = line.strip_prefix("Rss:").and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok()) {
+            current = line
+                .split_whitespace()
+                .nth(5)
+                .map_or("[anon]".to_string(), |p| p.rsplit('/').next().unwrap_or(p).to_string());
+        } else if let Some(kib) =
+            line.strip_prefix("Rss:").and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+        {
             match by.iter_mut().find(|e| e.0 == current) {
                 Some(e) => e.1 += kib,
                 None => by.push((current.clone(), kib, 0)),
             }
-        } else if let Some(kib) = line.strip_prefix("Anonymous:").and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok()) {
+        } else if let Some(kib) =
+            line.strip_prefix("Anonymous:").and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+        {
             if let Some(e) = by.iter_mut().find(|e| e.0 == current) {
                 e.2 += kib;
             }
@@ -425,7 +444,9 @@ fn main() {
     let ctx = Ctx {
         fluent_bit,
         plugin: support::plugin(),
-        wrap: std::env::var("CWRS_FB_WRAP").map(|w| w.split_whitespace().map(String::from).collect()).unwrap_or_default(),
+        wrap: std::env::var("CWRS_FB_WRAP")
+            .map(|w| w.split_whitespace().map(String::from).collect())
+            .unwrap_or_default(),
         keep: std::env::var_os("CWRS_FB_KEEP").is_some(),
         scale: std::env::var("CWRS_FB_SCALE").ok().and_then(|s| s.parse().ok()).unwrap_or(1.0),
     };
@@ -465,7 +486,8 @@ fn main() {
             text.push_str(&record_json(n));
             text.push('\n');
         }
-        let input = "[INPUT]\n    Name tail\n    Tag app\n    Path {dir}/app.log\n    Read_from_Head On\n    Parser json\n    \
+        let input =
+            "[INPUT]\n    Name tail\n    Tag app\n    Path {dir}/app.log\n    Read_from_Head On\n    Parser json\n    \
                      Refresh_Interval 1\n";
         let files = [("app.log", text)];
         let r = rounds(&ctx, &outs, runs, "tail", input, 1, &Drive::Until(lines, Duration::from_secs(300)), &files);

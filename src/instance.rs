@@ -19,7 +19,7 @@ use crate::stats::Stats;
 use crate::stop::SinceStop;
 use crate::sync::lock;
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::runtime::Handle;
@@ -83,6 +83,10 @@ pub struct Instance {
     progress: Mutex<Progress>,
     /// Flush tasks running on the runtime (their FlushCtx may have stopped waiting).
     running_flushes: AtomicUsize,
+    /// When the last flush began (ms since `EPOCH`), and whether the kept buffers were given
+    /// back since: see `spawn_idle_release`.
+    last_flush_ms: AtomicU64,
+    released_since_flush: AtomicBool,
 }
 
 static NEXT_ID: AtomicUsize = AtomicUsize::new(0);
@@ -98,6 +102,19 @@ const FALLBACKS_LOGGED: usize = 1024;
 /// A flush's buffers are kept for the next flush unless they grew past this (a huge chunk
 /// should not pin its memory for the life of the instance).
 const MAX_KEPT_ARENA: usize = 8 << 20;
+/// After this long without a flush, the kept buffers are dropped and the allocator's free pages
+/// given back: an idle output should not hold a busy one's memory. (Under traffic the buffers
+/// are reused, which is what keeps the flush path from allocating.)
+const RELEASE_WHEN_IDLE_FOR: Duration = Duration::from_secs(5);
+/// How often idleness is checked.
+const IDLE_CHECK_EVERY: Duration = Duration::from_secs(1);
+
+/// The clock `last_flush_ms` counts from.
+static EPOCH: once_cell::sync::Lazy<std::time::Instant> = once_cell::sync::Lazy::new(std::time::Instant::now);
+
+fn now_ms() -> u64 {
+    u64::try_from(EPOCH.elapsed().as_millis()).unwrap_or(u64::MAX)
+}
 
 impl Instance {
     /// Validates the config, builds the clients, runs the startup check; on failure, the
@@ -142,11 +159,40 @@ impl Instance {
             scratch: Mutex::new(Vec::new()),
             progress: Mutex::new(Progress::new(PROGRESS_ENTRIES)),
             running_flushes: AtomicUsize::new(0),
+            last_flush_ms: AtomicU64::new(now_ms()),
+            released_since_flush: AtomicBool::new(false),
         });
         if let Some(every) = instance.config.stats_interval {
             instance.spawn_stats(&handle, every);
         }
+        instance.spawn_idle_release(&handle);
         Ok(instance)
+    }
+
+    /// Once no flush has begun for `RELEASE_WHEN_IDLE_FOR`, drops the kept flush buffers and
+    /// gives the allocator's free pages back to the system, once per idle spell.
+    fn spawn_idle_release(self: &Arc<Self>, handle: &Handle) {
+        let weak = Arc::downgrade(self);
+        handle.spawn(async move {
+            let mut tick = tokio::time::interval(IDLE_CHECK_EVERY);
+            loop {
+                tick.tick().await;
+                let Some(i) = weak.upgrade() else { break };
+                if i.exited.load(Ordering::Acquire) {
+                    break;
+                }
+                let idle_ms = now_ms().saturating_sub(i.last_flush_ms.load(Ordering::Relaxed));
+                if i.running_flushes.load(Ordering::Acquire) == 0
+                    && u128::from(idle_ms) >= RELEASE_WHEN_IDLE_FOR.as_millis()
+                    && !i.released_since_flush.swap(true, Ordering::AcqRel)
+                {
+                    let kept = std::mem::take(&mut *lock(&i.scratch));
+                    drop(kept);
+                    crate::ffi::return_free_memory();
+                    log_debug!(&i.label, "idle for {} s: flush buffers released", idle_ms / 1000);
+                }
+            }
+        });
     }
 
     /// Logs the counters every `every` until the instance exits.
@@ -184,6 +230,8 @@ impl Instance {
             log_error!(&self.label, "flush after shutdown; the chunk will be retried");
             return FlushResult::Retry;
         };
+        self.last_flush_ms.store(now_ms(), Ordering::Relaxed);
+        self.released_since_flush.store(false, Ordering::Release);
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
         let this = self.clone();
         // Planned here, on Fluent Bit's thread, while its buffer is valid: the messages are all
