@@ -23,7 +23,8 @@
 //! workloads), `CWRS_FB_OUTPUTS` (comma-separated among `null,c,rs`), `CWRS_FB_SCALE` (multiplies
 //! every workload's size and duration, default 1), `CWRS_PLUGIN` (another build of the `.so`),
 //! `CWRS_FB_WRAP` (a command put in front of `fluent-bit`, e.g. `perf record -g -o p.data --`),
-//! `CWRS_FB_KEEP` (keep each run's directory and print it).
+//! `CWRS_FB_KEEP` (keep each run's directory and print it), `CWRS_FB_RS_KEYS` (comma-separated
+//! `key value` pairs added to cloudwatch_rs's `[OUTPUT]`, e.g. `batches_in_flight 2`).
 
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -77,8 +78,11 @@ struct Measured {
     peak_file_kib: u64,
     /// RSS when asked for by the workload (idle figures), median of its samples.
     idle_rss_kib: Vec<u64>,
-    /// CPU-seconds per thread name, read just before the stop signal.
-    threads: Vec<(String, f64)>,
+    /// CPU-seconds and context switches (voluntary, involuntary) per thread name, read just
+    /// before the stop signal.
+    threads: Vec<(String, f64, u64, u64)>,
+    /// cloudwatch_rs's own exit line (its counters), if it logged one.
+    exit_line: Option<String>,
 }
 
 /// The strict endpoint as its own process, fresh for each run.
@@ -154,21 +158,34 @@ fn status_kib(pid: u32, field: &str) -> u64 {
         .unwrap_or(0)
 }
 
-/// CPU-seconds of each thread of `pid`, summed by thread name (workers' numbers folded).
-fn thread_cpu(pid: u32) -> Vec<(String, f64)> {
+/// CPU-seconds and context switches of each thread of `pid`, summed by thread name.
+fn thread_cpu(pid: u32) -> Vec<(String, f64, u64, u64)> {
     let ticks = 100.0; // USER_HZ on Linux
-    let mut by_name: Vec<(String, f64)> = Vec::new();
+    let mut by_name: Vec<(String, f64, u64, u64)> = Vec::new();
     let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return by_name };
     for t in dir.flatten() {
         let Ok(stat) = std::fs::read_to_string(t.path().join("stat")) else { continue };
+        let status = std::fs::read_to_string(t.path().join("status")).unwrap_or_default();
+        let switches = |field: &str| -> u64 {
+            status
+                .lines()
+                .find(|l| l.starts_with(field))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+                .unwrap_or(0)
+        };
         let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else { continue };
         let name: String = stat[open + 1..close].trim_end_matches(|c: char| c.is_ascii_digit()).to_string();
         let fields: Vec<&str> = stat[close + 2..].split_whitespace().collect();
         let cpu = fields.get(11).and_then(|u| u.parse::<f64>().ok()).unwrap_or(0.0)
             + fields.get(12).and_then(|s| s.parse::<f64>().ok()).unwrap_or(0.0);
-        match by_name.iter_mut().find(|(n, _)| *n == name) {
-            Some(e) => e.1 += cpu / ticks,
-            None => by_name.push((name, cpu / ticks)),
+        let (v, nv) = (switches("voluntary_ctxt_switches:"), switches("nonvoluntary_ctxt_switches:"));
+        match by_name.iter_mut().find(|(n, ..)| *n == name) {
+            Some(e) => {
+                e.1 += cpu / ticks;
+                e.2 += v;
+                e.3 += nv;
+            }
+            None => by_name.push((name, cpu / ticks, v, nv)),
         }
     }
     by_name.sort_by(|a, b| b.1.partial_cmp(&a.1).unwrap());
@@ -185,14 +202,22 @@ fn output_section(out: Out, ep: &Endpoint, workers: u32) -> String {
              Port {}\n    tls.verify Off\n",
             ep.port()
         ),
-        Out::Rs => format!(
-            "[OUTPUT]\n    Name cloudwatch_rs\n    Match *\n    Workers {workers}\n    region us-east-1\n    \
+        Out::Rs => {
+            format!(
+                "[OUTPUT]\n    Name cloudwatch_rs\n    Match *\n    Workers {workers}\n    region us-east-1\n    \
              log_group_name bench\n    log_stream_prefix s-\n    auto_create_group On\n    endpoint {url}\n    \
              sts_endpoint {url}\n    ca_bundle {ca}\n",
-            url = ep.url,
-            ca = ep.ca
-        ),
+                url = ep.url,
+                ca = ep.ca
+            ) + &rs_keys()
+        }
     }
+}
+
+/// `CWRS_FB_RS_KEYS` as `[OUTPUT]` lines.
+fn rs_keys() -> String {
+    let keys = std::env::var("CWRS_FB_RS_KEYS").unwrap_or_default();
+    keys.split(',').filter(|kv| !kv.trim().is_empty()).map(|kv| format!("    {}\n", kv.trim())).collect()
 }
 
 /// A ~1 KB JSON record (1,014 bytes as text), as the README's workload.
@@ -343,6 +368,11 @@ fn run(
     // this process's pages (the tail workload's file text among them).
     (m.peak_rss_kib, m.peak_anon_kib, m.peak_file_kib) = *peaks.lock().unwrap();
     drop(ep);
+    m.exit_line = std::fs::read_to_string(dir.join("fluent-bit.log"))
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.contains("exit: events_sent"))
+        .map(|l| l.split("exit: ").nth(1).unwrap_or(l).to_string());
     if ctx.keep {
         eprintln!("    kept {}", dir.display());
     } else {
@@ -540,8 +570,16 @@ fn rounds(
                 mib(m.peak_rss_kib),
                 mib(m.peak_anon_kib),
                 mib(m.peak_file_kib),
-                m.threads.iter().take(5).map(|(n, c)| format!("{n} {c:.2}")).collect::<Vec<_>>().join(", ")
+                m.threads
+                    .iter()
+                    .filter(|t| t.1 > 0.0)
+                    .map(|(n, c, v, nv)| format!("{n} {c:.2} s ({v}+{nv} switches)"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
             );
+            if let Some(line) = &m.exit_line {
+                eprintln!("      cloudwatch_rs at exit: {line}");
+            }
             ms.push(m);
         }
     }

@@ -230,6 +230,8 @@ impl Instance {
             log_error!(&self.label, "flush after shutdown; the chunk will be retried");
             return FlushResult::Retry;
         };
+        Stats::add(&self.stats.flushes, 1);
+        Stats::add(&self.stats.chunk_bytes, chunk.len() as u64);
         self.last_flush_ms.store(now_ms(), Ordering::Relaxed);
         self.released_since_flush.store(false, Ordering::Release);
         let (tx, rx) = std::sync::mpsc::sync_channel(1);

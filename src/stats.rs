@@ -28,6 +28,8 @@ counters! {
     events_sent: "events CloudWatch accepted",
     bytes_sent: "message bytes CloudWatch accepted",
     batches_sent: "PutLogEvents calls that succeeded",
+    flushes: "chunks Fluent Bit handed over (each attempt of a retried chunk counts)",
+    chunk_bytes: "bytes of those chunks: with `flushes`, the chunk size Fluent Bit really hands over",
     truncated: "events cut to the maximum event size",
     retries: "in-flush retries of a failed call",
     batches_skipped: "batches of a retried chunk not sent again: an earlier attempt delivered them",
