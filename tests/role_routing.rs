@@ -308,3 +308,50 @@ fn counter_of(log: &str, n: usize, name: &str) -> u64 {
     let line = exits.get(n).copied().unwrap_or_default();
     line.split_whitespace().find_map(|w| w.strip_prefix(&format!("{name}="))?.parse().ok()).unwrap_or(0)
 }
+
+#[test]
+fn a_role_sts_refuses_holds_only_its_records_and_a_retry_resends_nothing_delivered() {
+    let _s = serial();
+    task_env().apply();
+    let endpoint = StrictEndpoint::start(false, Faults::default(), 23);
+    let mut props = strict_props(&endpoint, "held");
+    // the strict STS refuses AssumeRole of any role named *denied*; role_cache_size 2 with
+    // three roles in use makes the instance drop and rebuild writers as it goes
+    props.retain(|(k, _)| *k != "role_arn_template" && *k != "Workers");
+    props.extend([
+        ("role_arn_template", "arn:aws:iam::$kubernetes['labels']['log-account']:role/$kubernetes['labels']['role']"),
+        ("role_cache_size", "2"),
+        ("Retry_Limit", "3"),
+    ]);
+    let plugin = Plugin::with(FB_5_1_1, true, &[&props]);
+    let role = |i: usize| if i % 3 == 2 { "denied-writer" } else { "log-writer" };
+    let recs: Vec<Vec<u8>> = (0..60)
+        .map(|i| {
+            let seq = SEQ.fetch_add(1, Relaxed);
+            let labels = json!({"log-account": TENANTS[i % 3], "role": role(i)});
+            record(true, now(), 0, &json!({"seq": seq, "kubernetes": {"labels": labels}}))
+        })
+        .collect();
+    let report = plugin.run(vec![(chunk(recs, usize::MAX).remove(0), "kube.app".into())], Duration::from_millis(300));
+    let log = plugin.stop();
+    let mut seen: HashMap<u64, usize> = HashMap::new();
+    for a in endpoint.accepted() {
+        *seen.entry(a.seq.unwrap()).or_default() += 1;
+    }
+    let by_role = endpoint.sts().assume_role_calls_by_role();
+    let skipped = counter(&log, "batches_skipped");
+    let evicted = counter(&log, "roles_evicted");
+    eprintln!(
+        "held: 60 records, 20 for a refused role: delivered {} (each once: {}), flushes {} (retry {}), batches skipped on \
+         retry {skipped}, roles evicted {evicted}, AssumeRole by role {by_role:?}",
+        seen.len(),
+        seen.values().all(|&n| n == 1),
+        report.flushes,
+        report.retry,
+    );
+    assert_eq!(seen.len(), 40, "the records of the two working roles, and none of the refused one");
+    assert!(seen.values().all(|&n| n == 1), "a retry re-sent an accepted batch");
+    assert!(report.retry >= 1, "the refused role's records answer RETRY: {report:?}");
+    assert!(skipped >= 2, "the retries skip the batches already delivered");
+    assert!(evicted >= 1, "role_cache_size 2 with three roles");
+}
