@@ -153,7 +153,7 @@ pub(crate) fn split<G>(
                 b'\'' => quotes += 1,
                 b'.' if quotes % 2 == 1 => {}
                 b'.' | b' ' | b',' | b'"' => break,
-                b if quotes % 2 == 0 && ends.contains(&b) => break,
+                b if quotes.is_multiple_of(2) && ends.contains(&b) => break,
                 _ => {}
             }
             stop += 1;
