@@ -16,7 +16,7 @@ use serde_json::json;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-use support::{scratch, serial, Env, Moto, Plugin};
+use support::{scratch, serial, strict_role_output, Env, Moto, Plugin};
 
 const FALLBACK: &str = "222222222222";
 const TENANTS: [&str; 3] = ["333333333333", "444444444444", "555555555555"];
@@ -209,19 +209,12 @@ fn task_env() -> Env {
 }
 
 fn strict_props<'a>(endpoint: &'a StrictEndpoint, group: &'a str) -> Vec<(&'a str, &'a str)> {
-    vec![
-        ("Name", "cloudwatch_rs"),
-        ("Workers", "4"),
-        ("region", "us-east-1"),
-        ("log_group_name", group),
-        ("log_stream_prefix", "s-"),
-        ("auto_create_group", "on"),
-        ("role_arn", "arn:aws:iam::222222222222:role/strict"),
+    let mut props = strict_role_output(&endpoint.url, group);
+    props.extend([
         ("role_arn_template", "arn:aws:iam::$kubernetes['labels']['log-account']:role/log-writer"),
         ("role_arn_allowed", ALLOWED),
-        ("endpoint", &endpoint.url),
-        ("sts_endpoint", &endpoint.url),
-    ]
+    ]);
+    props
 }
 
 #[test]

@@ -210,6 +210,22 @@ impl Drop for Plugin {
     }
 }
 
+/// An instance with `Workers 4` writing to `group` through the strict endpoint at `url`
+/// (CloudWatch and STS, tests/aws-standins) as its role `arn:aws:iam::222222222222:role/strict`.
+pub fn strict_role_output<'a>(url: &'a str, group: &'a str) -> Vec<(&'a str, &'a str)> {
+    vec![
+        ("Name", "cloudwatch_rs"),
+        ("Workers", "4"),
+        ("region", "us-east-1"),
+        ("log_group_name", group),
+        ("log_stream_prefix", "s-"),
+        ("auto_create_group", "on"),
+        ("role_arn", "arn:aws:iam::222222222222:role/strict"),
+        ("endpoint", url),
+        ("sts_endpoint", url),
+    ]
+}
+
 /// One moto_server: account 111111111111 (user `task`, may only assume the log role) and
 /// 222222222222 (the log role, and a `reader`), and with `with_tenants` more log accounts.
 /// Stopped on drop.
