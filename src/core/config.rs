@@ -1159,6 +1159,7 @@ mod tests {
             (&[("role_arn_map_key", "$ns")], "role_arn_map_key"),
             (&[t, map[1], ("role_cache_size", "0")], "role_cache_size"),
             (&[("role_arn_template", "arn:aws:iam::$(a:role/x"), map[1]], "role_arn_template"),
+            (&[("role_arn_template", "arn:aws:iam::*:role/$a"), map[1]], "role_arn_template"),
         ];
         for (pairs, key) in cases {
             assert_eq!(with(pairs).unwrap_err().key, *key, "{pairs:?}");

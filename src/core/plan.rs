@@ -428,6 +428,43 @@ mod tests {
     }
 
     proptest! {
+        /// Whatever accounts the records name: a batch holds one role, an allowed one or the
+        /// instance's own, and every event is used, unresolved or denied exactly once (an empty
+        /// value renders as nothing, as Fluent Bit writes it, so it makes an invalid ARN: denied).
+        #[test]
+        fn batches_never_mix_roles(accounts in prop::collection::vec(prop_oneof![
+            Just(None), Just(Some("222222222222".to_string())), Just(Some("333333333333".to_string())),
+            Just(Some("444444444444".to_string())), "[0-9:a-z/]{0,14}".prop_map(Some),
+        ], 0..80)) {
+            use crate::core::role::{parse_role_arn, AllowList, RoleSource};
+            let template = Template::parse("arn:aws:iam::$acct:role/w", NameKind::Role).unwrap();
+            let allowed = AllowList::parse("222222222222,333333333333").unwrap();
+            let roles = RoleRouting { source: RoleSource::Template(template.into()), allowed: allowed.clone(), fallback: None };
+            let naming = Naming { group: &GROUP, stream: &STREAM, vars: &VARS, roles: Some(&roles), role_map: None };
+            let mut chunk = Vec::new();
+            for (i, acct) in accounts.iter().enumerate() {
+                let body = match acct {
+                    Some(a) => serde_json::json!({"acct": a, "n": i}),
+                    None => serde_json::json!({"n": i}),
+                };
+                chunk.extend(record(100 + (i as u32 % 7), &body, true));
+            }
+            let mut plan = Plan::default();
+            plan.build(&chunk, "t", naming, &MessageFormat::default(), &mut Encoder::new());
+            let mut used = 0u64;
+            for r in &plan.batches {
+                let key = plan.events[r.start].key;
+                prop_assert!(plan.events[r.clone()].iter().all(|e| e.key == key));
+                if let Some(role) = &plan.keys[key as usize].role {
+                    prop_assert!(allowed.allows(&parse_role_arn(role).unwrap()));
+                    used += r.len() as u64;
+                }
+            }
+            let own = plan.events.len() as u64 - used;
+            prop_assert_eq!(own, plan.role_unresolved + plan.role_denied);
+            prop_assert_eq!(plan.role_unresolved, accounts.iter().filter(|a| a.is_none()).count() as u64);
+        }
+
         #[test]
         fn every_record_is_an_event_or_a_counted_drop(
             bodies in prop::collection::vec((any::<u32>(), prop::collection::vec(("[a-z]{0,3}", prop_oneof![

@@ -105,8 +105,11 @@ impl Template {
                 Piece::Literal(range) => {
                     // the C plugin starts with such text (and every call then fails): start, and
                     // write what CloudWatch refuses as '.', as in a value
-                    if let Err(why) = check_literal(text, range.clone(), kind) {
-                        notes.push(format!("{why}; it is written '.'"));
+                    match check_literal(text, range.clone(), kind) {
+                        // a role is never sanitised into shape: its text must already be an ARN's
+                        Err(why) if kind == NameKind::Role => return Err(why),
+                        Err(why) => notes.push(format!("{why}; it is written '.'")),
+                        Ok(()) => {}
                     }
                     Part::Literal(range)
                 }
