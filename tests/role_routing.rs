@@ -4,8 +4,10 @@
 //! Against moto_server with IAM authentication on: the task account, the fallback log account
 //! 222222222222 (`role_arn`) and tenant log accounts 333333333333, 444444444444, 555555555555,
 //! plus 666666666666, whose role the task may assume but which `role_arn_allowed` leaves out.
-//! Each tenant's reader reads its own account back. moto cannot count AssumeRole calls per role,
-//! so the counting tests run against the strict STS stand-in (tests/aws-standins), which does.
+//! Each tenant's reader reads its own account back; moto's own record of the roles it issued
+//! (`/moto-api/data.json`) counts AssumeRole per role. The tests of steady traffic and of a
+//! refused role run against the strict STS stand-in (tests/aws-standins), whose credentials
+//! expire in seconds and which refuses roles on demand.
 
 mod support;
 
@@ -122,15 +124,21 @@ fn one_chunk_lands_in_the_accounts_its_records_name_and_an_outsider_goes_to_the_
     let mut want: Vec<u64> = [OUTSIDER, "", "3333:role/admin"].iter().flat_map(|a| sent[*a].iter().copied()).collect();
     want.sort_unstable();
     let (unresolved, denied) = (counter(&log, "role_unresolved"), counter(&log, "role_denied"));
+    let assumed = moto.assumed();
     eprintln!(
         "one chunk of 140 records: {landed}fallback {FALLBACK}: {} (outsider {}, unlabelled {}, not an ARN {}); \
-         outsider account {OUTSIDER}: {} events; role_unresolved={unresolved} role_denied={denied}; host {report:?}",
+         outsider account {OUTSIDER}: {} events; role_unresolved={unresolved} role_denied={denied}; AssumeRole \
+         served by moto {assumed:?}; host {report:?}",
         fallback.len(),
         sent[OUTSIDER].len(),
         sent[""].len(),
         sent["3333:role/admin"].len(),
         outsider.len()
     );
+    assert_eq!(assumed.get(&writer(OUTSIDER)), None, "the outsider's role reached moto's AssumeRole");
+    for account in TENANTS {
+        assert_eq!(assumed.get(&writer(account)), Some(&1), "{account}: one AssumeRole for the chunk");
+    }
     assert_eq!((report.retry, report.dropped_chunks), (0, 0), "{report:?}");
     assert!(outsider.is_empty(), "the outsider's account received records");
     assert_eq!(fallback, want, "the fallback account: exactly the records whose role was not used");
@@ -183,9 +191,10 @@ fn a_changed_map_file_reroutes_the_next_chunk() {
     let r3 = plugin.run(vec![ns_chunk("team-a", 20)], Duration::from_millis(200));
     let log = plugin.stop();
     let kept = seqs(&moto.read_in(TENANTS[2], group));
+    let assumed = moto.assumed();
     eprintln!(
         "map: chunk 1 → {} in {}; map changed, chunk 2 → {} in {}; map broken, chunk 3 → {} more in {} (last good map \
-         kept); startup checks passed {}; runs {r1:?} {r2:?} {r3:?}",
+         kept); startup checks passed {}; AssumeRole served by moto {assumed:?}; runs {r1:?} {r2:?} {r3:?}",
         first.len(),
         TENANTS[0],
         moved.len(),
@@ -201,6 +210,7 @@ fn a_changed_map_file_reroutes_the_next_chunk() {
     assert_eq!(log.matches("(role_arn_map) may write").count(), 2, "each map role checked at startup: {log}");
     assert_eq!(log.matches("keeping the last good map").count(), 1, "{log}");
     assert!(log.contains("re-read: 2 entries"), "{log}");
+    assert!(TENANTS.iter().all(|a| assumed.get(&writer(a)) == Some(&1)), "one AssumeRole per role: {assumed:?}");
 }
 
 /// The task account's static keys, as the plugin's base credentials.

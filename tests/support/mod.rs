@@ -306,6 +306,18 @@ impl Moto {
         parse_events(self.fixture_in("read", group, Some(account)))
     }
 
+    /// The AssumeRole calls moto served so far, by role ARN.
+    pub fn assumed(&self) -> std::collections::HashMap<String, u64> {
+        let out = Command::new(python())
+            .arg(root().join("tests/support/moto_fixture.py"))
+            .args(["assumed", "--state"])
+            .arg(&self.state)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "assumed failed: {}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
     /// Environment for a plugin: the task account's keys, IMDS off, nothing else.
     pub fn task_env(&self) -> Env {
         Env::new().keys(&self.task_key.0, &self.task_key.1)

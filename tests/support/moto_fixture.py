@@ -6,7 +6,7 @@
   read --state FILE --group G [--account A]
                                   print every event of log group G as JSON lines, read as the log
                                   account's reader (or account A's, a tenant's): {"stream", "timestamp", "message"}
-  policy-check --state FILE       print the task and role policies in force (for humans)
+  assumed --state FILE            print the AssumeRole calls moto served, by role ARN (JSON)
 
 Task account 111111111111: IAM user `task`, allowed only sts:AssumeRole on the log role.
 Log account 222222222222: role `cross-account-log-role` trusting `task`, allowed to write logs
@@ -186,6 +186,17 @@ def read(args):
             token = page.get("nextForwardToken")
 
 
+def assumed(args):
+    """AssumeRole calls moto served, by role ARN (moto keeps each assumed role it issued)."""
+    with open(args.state) as f:
+        state = json.load(f)
+    data = json.loads(urllib.request.urlopen(state["endpoint"] + "/moto-api/data.json", timeout=10).read())
+    counts = {}
+    for role in data.get("sts", {}).get("AssumedRole", []):
+        counts[role["role_arn"]] = counts.get(role["role_arn"], 0) + 1
+    print(json.dumps(counts))
+
+
 def describe(args):
     with open(args.state) as f:
         state = json.load(f)
@@ -200,14 +211,14 @@ def describe(args):
 
 def main():
     p = argparse.ArgumentParser()
-    p.add_argument("command", choices=["start", "stop", "read", "describe"])
+    p.add_argument("command", choices=["start", "stop", "read", "describe", "assumed"])
     p.add_argument("--state", required=True)
     p.add_argument("--port", type=int, default=0)
     p.add_argument("--group")
     p.add_argument("--tenants", help="comma-separated extra log accounts, each with a role log-writer")
     p.add_argument("--account", help="read as this tenant account's reader")
     args = p.parse_args()
-    {"start": start, "stop": stop, "read": read, "describe": describe}[args.command](args)
+    {"start": start, "stop": stop, "read": read, "describe": describe, "assumed": assumed}[args.command](args)
 
 
 if __name__ == "__main__":
