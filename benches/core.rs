@@ -94,8 +94,8 @@ fn main() {
         fallback: Box::new(NameRule::Fixed("fallback".into())),
     };
     let vars = Vars { uuid: "u", ecs: None };
-    let fixed = Naming { group: &group, stream: &stream, vars: &vars };
-    let templated = Naming { group: &group, stream: &per_pod, vars: &vars };
+    let fixed = Naming { group: &group, stream: &stream, vars: &vars, roles: None, role_map: None };
+    let templated = Naming { group: &group, stream: &per_pod, vars: &vars, roles: None, role_map: None };
     for size in [1024usize, 100] {
         let (chunk, records) = chunk(size);
         let format = MessageFormat::default();

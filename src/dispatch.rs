@@ -5,7 +5,9 @@
 //! time), so only memory bounds how many are in flight. One rule keeps creation single: a
 //! batch to a stream not yet known to exist waits while a call to its group is in flight, so
 //! a missing group or stream is created once, not by every batch racing to it. After a RETRY
-//! no new call starts; those in flight finish and count.
+//! no new call starts for that batch's role (or for the instance's own credentials); those in
+//! flight finish and count, and batches of other roles go on: a role whose AssumeRole or
+//! writes fail holds only its own records.
 
 use crate::aws::delivery::{BatchOutcome, Delivery};
 use crate::core::naming::StreamKey;
@@ -64,10 +66,15 @@ impl Dispatch<'_> {
         let mut waiting: VecDeque<usize> = (0..plan.batches.len()).filter(|&i| !done[i]).collect();
         // the calls, and the (batch, group) of each
         let (mut calls, mut calling) = (FuturesUnordered::new(), Vec::<(usize, &str)>::new());
+        // roles (None: the instance's own) a batch of which answered RETRY
+        let mut held: Vec<Option<&str>> = Vec::new();
         loop {
-            while !sent.retry && calls.len() < self.max_calls {
+            while calls.len() < self.max_calls {
                 let startable = waiting.iter().position(|&i| {
-                    plan.key_of(i).is_none_or(|to| !calling.iter().any(|(_, g)| *g == to.group) || self.known(to))
+                    plan.key_of(i).is_none_or(|to| {
+                        !held.contains(&to.role.as_deref())
+                            && (!calling.iter().any(|(_, g)| *g == to.group) || self.known(to))
+                    })
                 });
                 let Some(i) = startable.and_then(|p| waiting.remove(p)) else { break };
                 let Some(to) = plan.key_of(i) else { continue };
@@ -92,6 +99,9 @@ impl Dispatch<'_> {
                 BatchOutcome::Dropped => sent.dropped += 1,
                 BatchOutcome::Retry => {
                     sent.retry = true;
+                    if !held.contains(&to.role.as_deref()) {
+                        held.push(to.role.as_deref());
+                    }
                     continue;
                 }
             }

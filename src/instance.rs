@@ -4,16 +4,19 @@
 use crate::aws::client::{clients, Clients};
 use crate::aws::delivery::Delivery;
 use crate::aws::metadata::ecs_task;
+use crate::aws::roles::RoleWriters;
 use crate::aws::startup_check::{report_startup_check, startup_check};
-use crate::core::config::{Config, ConfigError, StartupCheck};
+use crate::core::config::{role_map_error, Config, ConfigError, StartupCheck};
 use crate::core::message::{Encoder, MessageFormat, MAX_MESSAGE_BYTES};
 use crate::core::metrics;
 use crate::core::naming::NameRule;
-use crate::core::plan::{Naming, Plan};
+use crate::core::plan::{Naming, Plan, RoleProblem};
 use crate::core::progress::{ChunkId, Progress};
+use crate::core::role::{RoleChoice, RoleSource};
 use crate::core::template::{EcsMetadata, Vars};
 use crate::dispatch::{Dispatch, KnownStreams};
 use crate::log::{log_debug, log_error, log_info, log_warn};
+use crate::role_map::RoleMapFile;
 use crate::runtime;
 use crate::stats::Stats;
 use crate::stop::SinceStop;
@@ -72,6 +75,10 @@ pub struct Instance {
     ecs: Option<EcsMetadata>,
     /// Fallback names already logged (a bounded set: each is logged once).
     fallbacks_logged: Mutex<HashSet<String>>,
+    /// `role_arn_map`, re-read when it changes.
+    role_map: Option<RoleMapFile>,
+    /// Roles not used (unresolved, denied) already logged (a bounded set: each is logged once).
+    roles_logged: Mutex<HashSet<String>>,
     /// Streams written to, so their batches need not wait for one another (see `dispatch`).
     known_streams: KnownStreams,
     exited: AtomicBool,
@@ -99,6 +106,8 @@ const PROGRESS_ENTRIES: usize = 4096;
 const EXIT_WAIT: Duration = Duration::from_secs(5);
 /// How many distinct fallback names are logged (each once).
 const FALLBACKS_LOGGED: usize = 1024;
+/// How many distinct unresolved or denied roles are logged (each once).
+const ROLES_LOGGED: usize = 1024;
 /// A flush's buffers are kept for the next flush unless they grew past this (a huge chunk
 /// should not pin its memory for the life of the instance).
 const MAX_KEPT_ARENA: usize = 8 << 20;
@@ -137,23 +146,58 @@ impl Instance {
         for warning in &config.warnings {
             log_warn!(label, "{}", warning);
         }
+        let role_map = match config.roles.as_ref().map(|r| &r.source) {
+            Some(RoleSource::Map { path, .. }) => {
+                Some(RoleMapFile::open(path, label).map_err(|why| InitError::Config(role_map_error(path, why)))?)
+            }
+            _ => None,
+        };
         let handle = runtime::handle().map_err(InitError::Runtime)?;
         let ecs = ecs_metadata(label, &config, &handle, &env);
         let clients = handle.block_on(clients(&config)).map_err(InitError::Config)?;
-        if config.startup_check != StartupCheck::Off {
+        let stats = Arc::new(Stats::default());
+        let checking = config.startup_check != StartupCheck::Off;
+        let roles = config.roles.as_ref().map(|_| {
+            let factory = clients.roles.clone();
+            RoleWriters::new(factory, config.role_cache_size, label, stats.clone(), checking, config.auto_create_group)
+        });
+        if checking {
             let check = handle.block_on(startup_check(&config, &clients));
             report_startup_check(label, config.startup_check, check).map_err(InitError::StartupCheck)?;
         }
+        if let (Some(file), Some(roles), Some(routing)) = (&role_map, &roles, &config.roles) {
+            let map = file.current();
+            let mut usable = Vec::new();
+            for role in map.roles() {
+                match routing.check(role) {
+                    RoleChoice::Role(role) => usable.push(role),
+                    RoleChoice::Denied { role, why } => log_warn!(
+                        label,
+                        "role_arn_map '{}' names {} which is {}: its records are written with the fallback",
+                        file.path(),
+                        role,
+                        why
+                    ),
+                    RoleChoice::Own | RoleChoice::Unresolved { .. } => {}
+                }
+            }
+            if checking {
+                for check in handle.block_on(roles.check_map(&config.probe_group(), &usable)) {
+                    report_startup_check(label, config.startup_check, check).map_err(InitError::StartupCheck)?;
+                }
+            }
+        }
         log_info!(label, "{}", describe_destination(&config));
-        let stats = Arc::new(Stats::default());
         let instance = Arc::new(Instance {
             label: label.to_owned(),
             uuid: random_uuid(),
             ecs,
             fallbacks_logged: Mutex::new(HashSet::new()),
+            role_map,
+            roles_logged: Mutex::new(HashSet::new()),
             known_streams: KnownStreams::default(),
             exited: AtomicBool::new(false),
-            delivery: delivery(label, &config, clients, stats.clone()),
+            delivery: delivery(label, &config, clients, roles, stats.clone()),
             config,
             stats,
             scratch: Mutex::new(Vec::new()),
@@ -213,10 +257,15 @@ impl Instance {
 
     /// The counters as one line, with the shared credential cache's.
     fn summary(&self) -> String {
-        let c = &self.delivery.credentials;
+        let c = &self.delivery.own.credentials;
+        let roles = match &self.delivery.roles {
+            Some(roles) => format!(" roles_kept={}", roles.len()),
+            None => String::new(),
+        };
         format!(
-            "{} credential_refreshes={} credential_invalidations={} (credentials shared by every instance using {})",
+            "{}{} credential_refreshes={} credential_invalidations={} (credentials shared by every instance using {})",
             self.stats,
+            roles,
             c.refreshes.load(Ordering::Relaxed),
             c.invalidations.load(Ordering::Relaxed),
             c.describe()
@@ -265,7 +314,15 @@ impl Instance {
     /// sends them: `log_key` and `metric_namespace` do not apply to them.
     fn plan(&self, scratch: &mut Scratch, chunk: &[u8], tag: &str) {
         let vars = Vars { uuid: &self.uuid, ecs: self.ecs.as_ref() };
-        let naming = Naming { group: &self.config.group, stream: &self.config.stream, vars: &vars };
+        // the map is looked at once per chunk (the file at most once a second), never per record
+        let role_map = self.role_map.as_ref().map(RoleMapFile::current);
+        let naming = Naming {
+            group: &self.config.group,
+            stream: &self.config.stream,
+            vars: &vars,
+            roles: self.config.roles.as_ref(),
+            role_map: role_map.as_deref(),
+        };
         if !metrics::is_metrics_chunk(chunk) {
             scratch.plan.build(chunk, tag, naming, &self.config.message, &mut scratch.encoder);
             return;
@@ -386,6 +443,35 @@ impl Instance {
                 );
             }
         }
+        Stats::add(&s.role_unresolved, plan.role_unresolved);
+        Stats::add(&s.role_denied, plan.role_denied);
+        for (problem, value) in &plan.role_examples {
+            let first_time = {
+                let mut logged = lock(&self.roles_logged);
+                logged.len() < ROLES_LOGGED && logged.insert(format!("{problem:?} {value}"))
+            };
+            if !first_time {
+                continue;
+            }
+            let fallback = self.config.role_arn.as_deref().unwrap_or("the base credentials");
+            match problem {
+                RoleProblem::Unresolved => log_warn!(
+                    &self.label,
+                    "tag '{}': no role for '{}' (no value, or no role_arn_map entry); written with {} instead (logged once per value, counted in role_unresolved)",
+                    tag,
+                    value,
+                    fallback
+                ),
+                RoleProblem::Denied(why) => log_warn!(
+                    &self.label,
+                    "tag '{}': role '{}' chosen by a record is {}: never assumed; written with {} instead (logged once per value, counted in role_denied)",
+                    tag,
+                    value,
+                    why,
+                    fallback
+                ),
+            }
+        }
         if plan.truncated > 0 {
             log_warn!(
                 &self.label,
@@ -449,7 +535,8 @@ fn ecs_metadata(
     handle: &Handle,
     env: &impl Fn(&str) -> Option<String>,
 ) -> Option<EcsMetadata> {
-    if !config.group.uses_ecs() && !config.stream.uses_ecs() {
+    let role_uses_ecs = config.roles.as_ref().is_some_and(|r| r.uses_ecs());
+    if !config.group.uses_ecs() && !config.stream.uses_ecs() && !role_uses_ecs {
         return None;
     }
     handle
@@ -459,10 +546,10 @@ fn ecs_metadata(
 }
 
 /// Sending as `config` says, with `clients`.
-fn delivery(label: &str, config: &Config, clients: Clients, stats: Arc<Stats>) -> Delivery {
+fn delivery(label: &str, config: &Config, clients: Clients, roles: Option<RoleWriters>, stats: Arc<Stats>) -> Delivery {
     Delivery {
-        client: clients.logs,
-        credentials: clients.credentials,
+        own: clients.own,
+        roles,
         auto_create_group: config.auto_create_group,
         new_group: config.new_group.clone(),
         auto_create_stream: config.auto_create_stream,
@@ -477,12 +564,22 @@ fn delivery(label: &str, config: &Config, clients: Clients, stats: Arc<Stats>) -
 /// The startup line: where the instance writes, as whom.
 fn describe_destination(config: &Config) -> String {
     format!(
-        "log group {} in {}{}{}",
+        "log group {} in {}{}{}{}",
         describe_rule(&config.group),
         config.region,
         config.role_arn.as_deref().map(|r| format!(", as role {r}")).unwrap_or_default(),
+        config.roles.as_ref().map(describe_roles).unwrap_or_default(),
         config.endpoint.as_deref().map(|e| format!(", endpoint {e}")).unwrap_or_default(),
     )
+}
+
+/// How roles chosen per record read in the startup line.
+fn describe_roles(routing: &crate::core::role::RoleRouting) -> String {
+    let source = match &routing.source {
+        RoleSource::Template(t) => format!("role_arn_template '{t}'"),
+        RoleSource::Map { key, path } => format!("role_arn_map '{path}' by '{key}'"),
+    };
+    format!(", roles chosen per record by {source} within accounts {}", routing.allowed.accounts().join(", "))
 }
 
 /// How a name rule reads in the startup line.

@@ -24,6 +24,8 @@ pub mod instance;
 pub mod log;
 /// Secrets out of server text before it is logged.
 pub mod redact;
+/// The `role_arn_map` file: read at Init, re-read when it changes, the last good map kept.
+pub mod role_map;
 /// The tokio runtime's life across Register/Init/Unregister.
 pub mod runtime;
 /// Per-instance counters.

@@ -12,7 +12,7 @@ use serde_json::json;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-use support::{serial, Env, Plugin};
+use support::{serial, strict_role_output, Env, Plugin};
 
 const TASK_SECRET: &str = "task-secret-never-logged";
 static SEQ: AtomicU64 = AtomicU64::new(0);
@@ -54,18 +54,9 @@ fn no_secret_in(log: &str, endpoint: &StrictEndpoint) {
 }
 
 fn role_props<'a>(endpoint: &'a StrictEndpoint, group: &'a str) -> Vec<(&'a str, &'a str)> {
-    vec![
-        ("Name", "cloudwatch_rs"),
-        ("Workers", "4"),
-        ("region", "us-east-1"),
-        ("log_group_name", group),
-        ("log_stream_prefix", "s-"),
-        ("auto_create_group", "on"),
-        ("role_arn", "arn:aws:iam::222222222222:role/strict"),
-        ("external_id", "ext-123"),
-        ("endpoint", &endpoint.url),
-        ("sts_endpoint", &endpoint.url),
-    ]
+    let mut props = strict_role_output(&endpoint.url, group);
+    props.push(("external_id", "ext-123"));
+    props
 }
 
 #[test]

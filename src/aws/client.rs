@@ -12,7 +12,7 @@ use aws_config::provider_config::ProviderConfig;
 use aws_config::retry::RetryConfig;
 use aws_config::sts::AssumeRoleProvider;
 use aws_config::timeout::TimeoutConfig;
-use aws_config::{AppName, BehaviorVersion, Region};
+use aws_config::{AppName, BehaviorVersion, Region, SdkConfig};
 use aws_credential_types::provider::SharedCredentialsProvider;
 use aws_sdk_cloudwatchlogs::Client;
 use std::sync::Arc;
@@ -26,8 +26,36 @@ pub fn attempt_timeout(flush_timeout: Duration) -> Duration {
 
 /// What an instance talks to AWS with.
 pub struct Clients {
+    /// The instance's own writer: `role_arn`, else the base credentials.
+    pub own: Arc<Writer>,
+    /// How a writer for a role chosen per record is built.
+    pub roles: RoleFactory,
+}
+
+/// A CloudWatch Logs client and the credential cache it signs with.
+pub struct Writer {
     pub logs: Client,
     pub credentials: Arc<CredentialCache>,
+}
+
+/// Builds the writer of a role chosen per record: AssumeRole of it on top of the base
+/// credentials, through the cache shared per (base identity, role), and a client signing with it.
+#[derive(Clone)]
+pub struct RoleFactory {
+    base: SdkConfig,
+    sts_conf: SdkConfig,
+    sts: aws_sdk_sts::Client,
+    config: Arc<Config>,
+}
+
+impl RoleFactory {
+    /// No network I/O: the role is assumed on the writer's first request.
+    pub async fn writer(&self, role: &str) -> Writer {
+        let provider = assume_role_provider(&self.config, role, &self.sts_conf).await;
+        let cache = CredentialCache::new(provider, format!("role {role}"), Some(role.to_owned()), self.sts.clone());
+        let credentials = CredentialCache::share_role(&self.config, role, cache);
+        Writer { logs: logs_client(&self.base, &self.config, &credentials), credentials }
+    }
 }
 
 /// Builds the clients for one instance. Network I/O happens on the first request only; the
@@ -66,16 +94,7 @@ pub async fn clients(config: &Config) -> Result<Clients, ConfigError> {
         Some(shared) => shared,
         None => {
             let (provider, describe) = match &config.role_arn {
-                Some(role_arn) => {
-                    let mut p = AssumeRoleProvider::builder(role_arn)
-                        .session_name(&config.role_session_name)
-                        .session_length(config.role_session_duration);
-                    if let Some(external_id) = &config.external_id {
-                        p = p.external_id(external_id);
-                    }
-                    let p = SharedCredentialsProvider::new(p.configure(&sts_conf).build().await);
-                    (p, format!("role {role_arn}"))
-                }
+                Some(role_arn) => (assume_role_provider(config, role_arn, &sts_conf).await, format!("role {role_arn}")),
                 None => {
                     let p = match base.credentials_provider() {
                         Some(p) => p,
@@ -89,20 +108,37 @@ pub async fn clients(config: &Config) -> Result<Clients, ConfigError> {
                     (p, "base credentials".to_string())
                 }
             };
-            CredentialCache::share(config, CredentialCache::new(provider, describe, config.role_arn.clone(), sts))
+            let cache = CredentialCache::new(provider, describe, config.role_arn.clone(), sts.clone());
+            CredentialCache::share(config, cache)
         }
     };
+    let own = Arc::new(Writer { logs: logs_client(&base, config, &credentials), credentials });
+    Ok(Clients { own, roles: RoleFactory { base, sts_conf, sts, config: Arc::new(config.clone()) } })
+}
 
-    // Delivery retries itself, within the flush deadline; the SDK's own retries would stack.
-    // Credentials come from the shared cache on every request (a clone of an Arc).
-    let mut logs = aws_sdk_cloudwatchlogs::config::Builder::from(&base)
+/// AssumeRole of `role` on top of the base credentials, with the instance's session settings.
+async fn assume_role_provider(config: &Config, role: &str, sts_conf: &SdkConfig) -> SharedCredentialsProvider {
+    let mut p = AssumeRoleProvider::builder(role)
+        .session_name(&config.role_session_name)
+        .session_length(config.role_session_duration);
+    if let Some(external_id) = &config.external_id {
+        p = p.external_id(external_id);
+    }
+    SharedCredentialsProvider::new(p.configure(sts_conf).build().await)
+}
+
+/// The CloudWatch Logs client signing with `credentials`. Delivery retries itself, within the
+/// flush deadline; the SDK's own retries would stack. Credentials come from the shared cache on
+/// every request (a clone of an Arc).
+fn logs_client(base: &SdkConfig, config: &Config, credentials: &Arc<CredentialCache>) -> Client {
+    let mut logs = aws_sdk_cloudwatchlogs::config::Builder::from(base)
         .retry_config(RetryConfig::disabled())
         .identity_cache(IdentityCache::no_cache())
         .credentials_provider(credentials.provider());
     if let Some(url) = &config.endpoint {
         logs = logs.endpoint_url(url);
     }
-    Ok(Clients { logs: Client::from_conf(logs.build()), credentials })
+    Client::from_conf(logs.build())
 }
 
 /// The HTTPS client every AWS call goes through: rustls with ring, the system's roots, and the

@@ -14,6 +14,9 @@
 //!   refresh); refusals (access denied, no base credentials) reported at once, clearly;
 //! - invalidated when CloudWatch refuses the credentials (ExpiredToken, UnrecognizedClient), so
 //!   the retried request is signed with fresh ones.
+//!
+//! Roles chosen per record (`role_arn_template` / `role_arn_map`) get a cache each, keyed the
+//! same way with the chosen role in place of `role_arn`, so they are shared alike.
 
 use crate::aws::errors::{error_chain, CredentialsRefused, Refusal, ACCESS_DENIED};
 use crate::aws::retry::jittered_backoff;
@@ -46,8 +49,13 @@ struct IdentityKey {
 
 impl IdentityKey {
     fn of(c: &Config) -> IdentityKey {
+        IdentityKey::with_role(c, c.role_arn.as_deref())
+    }
+
+    /// `c`'s identity with `role` assumed on top of the base credentials instead of `role_arn`.
+    fn with_role(c: &Config, role: Option<&str>) -> IdentityKey {
         IdentityKey {
-            role_arn: c.role_arn.clone(),
+            role_arn: role.map(str::to_owned),
             external_id: c.external_id.clone(),
             session_name: c.role_session_name.clone(),
             session_secs: c.role_session_duration.as_secs(),
@@ -193,6 +201,21 @@ impl CredentialCache {
     pub fn share(config: &Config, cache: CredentialCache) -> Arc<CredentialCache> {
         let cache = Arc::new(cache);
         registry().insert(IdentityKey::of(config), Arc::downgrade(&cache));
+        cache
+    }
+
+    /// The live cache of `role` assumed with `config`'s base identity, else `cache`, made the
+    /// shared one. One lock decides, so instances and workers racing to a role they all just
+    /// saw end with one cache, and one AssumeRole.
+    pub fn share_role(config: &Config, role: &str, cache: CredentialCache) -> Arc<CredentialCache> {
+        let mut map = registry();
+        map.retain(|_, weak| weak.strong_count() > 0);
+        let key = IdentityKey::with_role(config, Some(role));
+        if let Some(live) = map.get(&key).and_then(Weak::upgrade) {
+            return live;
+        }
+        let cache = Arc::new(cache);
+        map.insert(key, Arc::downgrade(&cache));
         cache
     }
 

@@ -2,10 +2,11 @@
 //! allowed) and put again. Every outcome is counted, every failure logged with what to do about
 //! it. Retries within the flush are `retry`'s; what an answer means is `errors`'.
 
-use crate::aws::credentials::CredentialCache;
+use crate::aws::client::Writer;
 use crate::aws::errors::{classify, Failure};
 use crate::aws::put::{put_log_events, Rejected};
 use crate::aws::retry::{jittered_backoff, RetryPolicy};
+use crate::aws::roles::RoleWriters;
 use crate::core::batch::{request_body, LogEvent};
 use crate::core::config::NewGroup;
 use crate::core::naming::StreamKey;
@@ -35,9 +36,13 @@ pub enum BatchOutcome {
     Retry,
 }
 
-/// The client, and the rules for sending and for creating what is missing.
+/// The writers, and the rules for sending and for creating what is missing.
 pub struct Delivery {
-    pub client: Client,
+    /// The instance's own client and credentials (`role_arn`, else the base credentials);
+    /// the credentials are dropped when CloudWatch refuses them.
+    pub own: Arc<Writer>,
+    /// The writers of roles chosen per record, when `role_arn_template` / `role_arn_map` is set.
+    pub roles: Option<RoleWriters>,
     pub auto_create_group: bool,
     /// What a group the plugin creates gets.
     pub new_group: NewGroup,
@@ -49,8 +54,6 @@ pub struct Delivery {
     /// Instance name for log lines, e.g. `cloudwatch_rs.0`.
     pub label: String,
     pub stats: Arc<Stats>,
-    /// Dropped when CloudWatch refuses the credentials it signed with.
-    pub credentials: Arc<CredentialCache>,
     /// Once Fluent Bit is stopping: whether this endpoint failed since.
     pub since_stop: SinceStop,
 }
@@ -69,24 +72,41 @@ impl Delivery {
     ) -> (BatchOutcome, Vec<u8>) {
         request_body(&to.group, &to.stream, arena, events, &mut buf);
         let body = Bytes::from(buf);
-        let outcome = self.send_body(to, &body, events, deadline).await;
+        let writer = self.writer(to).await;
+        let outcome = self.send_body(&writer, to, &body, events, deadline).await;
         // every attempt's clone is gone once the calls have finished: take the buffer back
         (outcome, body.try_into_mut().map(Vec::from).unwrap_or_default())
     }
 
-    /// How the calls of a flush with this deadline are retried.
-    fn retry(&self, deadline: Instant) -> RetryPolicy<'_, impl Fn(SystemTime) + '_> {
+    /// Who writes to `to`: the writer of its role, else the instance's own.
+    async fn writer(&self, to: &StreamKey) -> Arc<Writer> {
+        match (&to.role, &self.roles) {
+            (Some(role), Some(roles)) => roles.get(role, &to.group).await,
+            _ => self.own.clone(),
+        }
+    }
+
+    /// How the calls of a flush with this deadline are retried, `writer`'s credentials dropped
+    /// when CloudWatch refuses them.
+    fn retry<'a>(&'a self, writer: &'a Writer, deadline: Instant) -> RetryPolicy<'a, impl Fn(SystemTime) + 'a> {
         RetryPolicy {
             deadline,
             auto_retry: self.auto_retry,
             label: &self.label,
             stats: &self.stats,
-            credentials_refused: move |started| self.credentials.invalidate(started),
+            credentials_refused: move |started| writer.credentials.invalidate(started),
             since_stop: &self.since_stop,
         }
     }
 
-    async fn send_body(&self, to: &StreamKey, body: &Bytes, events: &[LogEvent], deadline: Instant) -> BatchOutcome {
+    async fn send_body(
+        &self,
+        writer: &Writer,
+        to: &StreamKey,
+        body: &Bytes,
+        events: &[LogEvent],
+        deadline: Instant,
+    ) -> BatchOutcome {
         let (group, stream) = (to.group.as_str(), to.stream.as_str());
         // Group or stream can vanish again while we replay (deleted by someone else): recreate
         // a few times, within the deadline, before handing the chunk back to Fluent Bit.
@@ -94,9 +114,9 @@ impl Delivery {
         loop {
             // The body was written once, straight from the arena; every attempt gets a clone of it.
             let put = self
-                .retry(deadline)
+                .retry(writer, deadline)
                 .run("PutLogEvents", || {
-                    put_log_events(&self.client, group, stream, body.clone(), self.log_format.clone())
+                    put_log_events(&writer.logs, group, stream, body.clone(), self.log_format.clone())
                 })
                 .await;
             let failure = match put {
@@ -111,7 +131,9 @@ impl Delivery {
             };
             match failure {
                 Failure::GroupMissing | Failure::StreamMissing if creations < MAX_CREATIONS => {
-                    if let Err(outcome) = self.create_missing(to, failure == Failure::GroupMissing, deadline).await {
+                    if let Err(outcome) =
+                        self.create_missing(writer, to, failure == Failure::GroupMissing, deadline).await
+                    {
                         return outcome;
                     }
                     creations += 1;
@@ -185,19 +207,25 @@ impl Delivery {
     }
 
     /// Creates the group (when it is missing and allowed) and the stream.
-    async fn create_missing(&self, to: &StreamKey, group_missing: bool, deadline: Instant) -> Result<(), BatchOutcome> {
+    async fn create_missing(
+        &self,
+        writer: &Writer,
+        to: &StreamKey,
+        group_missing: bool,
+        deadline: Instant,
+    ) -> Result<(), BatchOutcome> {
         let (group, stream) = (to.group.as_str(), to.stream.as_str());
         if group_missing {
-            self.create_group(group, deadline).await?;
+            self.create_group(writer, group, deadline).await?;
         }
         if !self.auto_create_stream {
             log_error!(&self.label, "log stream '{}' does not exist in log group '{}' and auto_create_stream is off: create it, or turn auto_create_stream on", stream, group);
             return Err(BatchOutcome::Retry);
         }
         let created = self
-            .retry(deadline)
+            .retry(writer, deadline)
             .run("CreateLogStream", || {
-                self.client.create_log_stream().log_group_name(group).log_stream_name(stream).send()
+                writer.logs.create_log_stream().log_group_name(group).log_stream_name(stream).send()
             })
             .await;
         match created.map(Some).or_else(|f| if f == Failure::AlreadyExists { Ok(None) } else { Err(f) }) {
@@ -209,7 +237,7 @@ impl Delivery {
             }
             Err(Failure::GroupMissing | Failure::StreamMissing) if !group_missing => {
                 // the group went missing too: create it, then the stream
-                Box::pin(self.create_missing(to, true, deadline)).await
+                Box::pin(self.create_missing(writer, to, true, deadline)).await
             }
             Err(f) => Err(self.creation_failed("CreateLogStream", &format!("log stream '{stream}'"), f)),
         }
@@ -217,7 +245,7 @@ impl Delivery {
 
     /// CreateLogGroup with the configured class, KMS key and tags; the retention policy is set
     /// in the background, so the batch waiting for the group is not held up by it.
-    async fn create_group(&self, group: &str, deadline: Instant) -> Result<(), BatchOutcome> {
+    async fn create_group(&self, writer: &Writer, group: &str, deadline: Instant) -> Result<(), BatchOutcome> {
         if !self.auto_create_group {
             log_error!(
                 &self.label,
@@ -228,10 +256,10 @@ impl Delivery {
         }
         let settings = &self.new_group;
         let created = self
-            .retry(deadline)
+            .retry(writer, deadline)
             .run("CreateLogGroup", || {
-                let mut call = self
-                    .client
+                let mut call = writer
+                    .logs
                     .create_log_group()
                     .log_group_name(group)
                     .set_kms_key_id(settings.kms_key_id.clone())
@@ -250,7 +278,7 @@ impl Delivery {
                 }
                 // also after AlreadyExists: another worker may have created it a moment ago
                 if let Some(days) = settings.retention_days {
-                    self.spawn_retention(group, days);
+                    self.spawn_retention(&writer.logs, group, days);
                 }
                 Ok(())
             }
@@ -259,9 +287,8 @@ impl Delivery {
     }
 
     /// PutRetentionPolicy on a new group, retried for up to a minute off the flush path.
-    fn spawn_retention(&self, group: &str, days: i32) {
-        let (client, label, stats, group) =
-            (self.client.clone(), self.label.clone(), self.stats.clone(), group.to_owned());
+    fn spawn_retention(&self, client: &Client, group: &str, days: i32) {
+        let (client, label, stats, group) = (client.clone(), self.label.clone(), self.stats.clone(), group.to_owned());
         tokio::spawn(async move {
             for attempt in 0..RETENTION_ATTEMPTS {
                 let call = client.put_retention_policy().log_group_name(&group).retention_in_days(days).send().await;

@@ -1,7 +1,8 @@
 //! The async shell over the AWS SDK: clients, credentials, and delivery of planned batches.
 //! It uses the core; the core never uses it. Imports run one way:
 //! `delivery` → `put`, `retry` → `errors`; `client` → `capped`, `credentials` → `errors`, `retry`;
-//! `metadata` → `capped`; `startup_check` → `client`, `errors`.
+//! `metadata` → `capped`; `startup_check` → `client`, `errors`; `roles` → `client`,
+//! `startup_check`; `delivery` → `roles`.
 
 /// Every answer read with a cap: the HTTPS client's answer bodies, counted as they arrive.
 pub mod capped;
@@ -19,5 +20,7 @@ pub mod metadata;
 pub mod put;
 /// The retry loop and its backoff, within the flush deadline.
 pub mod retry;
+/// The writers of roles chosen per record: built on first use, least recently used dropped.
+pub mod roles;
 /// The startup check: identity, AssumeRole, may the group be written.
 pub mod startup_check;

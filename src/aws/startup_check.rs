@@ -4,9 +4,13 @@
 //! who the base credentials belong to only when there is a role to assume (the line then says
 //! who assumes it); without one, the line names where the base credentials come from.
 //!
+//! With `role_arn_map`, every role the map names is checked the same way (and the fallback, the
+//! instance's own writer, as above; `roles::RoleWriters::check_map`); a role from
+//! `role_arn_template` is checked the first time a record chooses it (`roles`).
+//!
 //! Fluent Bit's start waits for it: every step shares one bound, `BOUND`.
 
-use crate::aws::client::Clients;
+use crate::aws::client::{Clients, Writer};
 use crate::aws::errors::{classify, error_chain, ExpectCloudWatchAnswer, Failure};
 use crate::core::config::{Config, StartupCheck};
 use crate::log::{log_info, log_warn};
@@ -30,7 +34,8 @@ async fn within<T>(deadline: Instant, step: &str, future: impl Future<Output = T
 
 async fn check(config: &Config, clients: &Clients, deadline: Instant) -> Result<String, String> {
     let group = config.probe_group();
-    let cache = &clients.credentials;
+    let own = &clients.own;
+    let cache = &own.credentials;
     let what = if config.role_arn.is_some() { "AssumeRole" } else { "getting the base credentials" };
     within(deadline, what, cache.get()).await?.map_err(|e| error_chain(&e))?;
     // who the writer is: with a role, who assumed it (STS); without, where the keys come from
@@ -43,38 +48,56 @@ async fn check(config: &Config, clients: &Clients, deadline: Instant) -> Result<
         }
         None => format!("writing with the base credentials from {} (no role_arn: STS not asked)", base_source(config)),
     };
-    let probe = clients
+    let writer = match &config.role_arn {
+        Some(_) => cache.describe().to_owned(),
+        None => format!("the base credentials from {}", base_source(config)),
+    };
+    probe(own, &group, config.auto_create_group, &writer, deadline).await?;
+    Ok(format!("startup check passed: {identity} to log group '{group}'"))
+}
+
+/// A role chosen per record, checked as the instance's own writer is: assumed, then the log
+/// group probed; within `BOUND`.
+pub async fn check_writer(writer: &Writer, group: &str, auto_create_group: bool) -> Result<(), String> {
+    let deadline = Instant::now() + BOUND;
+    within(deadline, "AssumeRole", writer.credentials.get()).await?.map_err(|e| error_chain(&e))?;
+    probe(writer, group, auto_create_group, writer.credentials.describe(), deadline).await
+}
+
+/// Asks CloudWatch whether `writer` may write to `group`: an empty PutLogEvents to a stream
+/// that does not exist (nothing is written). `who` names the writer in the error.
+async fn probe(
+    writer: &Writer,
+    group: &str,
+    auto_create_group: bool,
+    who: &str,
+    deadline: Instant,
+) -> Result<(), String> {
+    let probe = writer
         .logs
         .put_log_events()
-        .log_group_name(&group)
+        .log_group_name(group)
         .log_stream_name(format!("cloudwatch_rs-startup-check-{}", std::process::id()))
         .set_log_events(Some(Vec::new()))
         .customize()
         .interceptor(ExpectCloudWatchAnswer)
         .send();
-    let writer = match &config.role_arn {
-        Some(_) => cache.describe().to_owned(),
-        None => format!("the base credentials from {}", base_source(config)),
-    };
     match within(deadline, "PutLogEvents probe", probe).await? {
-        Ok(_) => {}
+        Ok(_) => Ok(()),
         Err(e) => match classify(&e) {
             // CloudWatch's answers to the probe when the group may be written
-            Failure::StreamMissing | Failure::Invalid(_) => {}
-            Failure::GroupMissing if config.auto_create_group => {}
-            Failure::GroupMissing => {
-                return Err(format!("log group '{group}' does not exist and auto_create_group is off"))
-            }
+            Failure::StreamMissing | Failure::Invalid(_) => Ok(()),
+            Failure::GroupMissing if auto_create_group => Ok(()),
+            Failure::GroupMissing => Err(format!("log group '{group}' does not exist and auto_create_group is off")),
             Failure::Denied(d) => {
-                return Err(format!("{writer} may not write to log group '{group}' (needs logs:PutLogEvents): {d}"))
+                Err(format!("{who} may not write to log group '{group}' (needs logs:PutLogEvents): {d}"))
             }
             Failure::Misbehaving { detail, .. } => {
-                return Err(format!("the endpoint does not answer as CloudWatch Logs: {detail}"))
+                Err(format!("the endpoint does not answer as CloudWatch Logs: {detail}"))
             }
-            other => return Err(format!("CloudWatch Logs unreachable or refusing: {other:?}")),
+            other => Err(format!("CloudWatch Logs unreachable or refusing: {other:?}")),
         },
     }
-    Ok(format!("startup check passed: {identity} to log group '{group}'"))
 }
 
 /// Where the base credentials come from, as far as the configuration says.

@@ -11,6 +11,7 @@ use crate::core::message::{MessageFormat, MissingKey};
 use crate::core::names::{check_group_name, check_stream_name, NameKind, MAX_NAME_BYTES};
 use crate::core::naming::{NameRule, NameTemplate};
 use crate::core::record_path::RecordPath;
+use crate::core::role::{parse_role_arn, AllowList, RoleRouting, RoleSource, ALLOWED_FORM, ROLE_ARN_FORM};
 use crate::core::template::Template;
 use crate::core::url::{host_reach, split_authority, split_http_url, HostReach};
 use std::fmt::{self, Write as _};
@@ -155,6 +156,36 @@ const EXTERNAL_ID: Key = Key {
     default: Unset::Nothing,
     from: "C, Go",
     meaning: "`ExternalId` sent with AssumeRole (2-1224 characters of `A-Za-z0-9+=,.@:/_-`).",
+};
+const ROLE_ARN_TEMPLATE: Key = Key {
+    name: "role_arn_template",
+    default: Unset::Nothing,
+    from: "-",
+    meaning: "The role to write each record with, rendered per record with the variables of `log_group_template`, e.g. `arn:aws:iam::$kubernetes['labels']['log-account']:role/log-writer`. Requires `role_arn_allowed`; a record whose role cannot be rendered (counted in `role_unresolved`), is not a valid role ARN or is outside `role_arn_allowed` (counted in `role_denied`) is written with `role_arn`, else the base credentials. Not with `role_arn_map`.",
+};
+const ROLE_ARN_MAP: Key = Key {
+    name: "role_arn_map",
+    default: Unset::Nothing,
+    from: "-",
+    meaning: "Path of a file of `value role-arn` lines (`#` comments); a record's `role_arn_map_key` is looked up in it and the role found is written with, as for `role_arn_template`. Read at Init (an unreadable or malformed file fails Init); re-read when its modification time or size changes (checked at most once a second); a later unreadable or malformed file keeps the last good map, logged once.",
+};
+const ROLE_ARN_MAP_KEY: Key = Key {
+    name: "role_arn_map_key",
+    default: Unset::Computed("(required with `role_arn_map`)"),
+    from: "-",
+    meaning: "What a record is looked up by in `role_arn_map`: a template with the variables of `log_group_template`, e.g. `$kubernetes['namespace_name']`.",
+};
+const ROLE_ARN_ALLOWED: Key = Key {
+    name: "role_arn_allowed",
+    default: Unset::Computed("(required with `role_arn_template` / `role_arn_map`)"),
+    from: "-",
+    meaning: "The only roles a record may choose, comma-separated: a 12-digit account id (any role of that account) or a role ARN pattern whose role part may hold `*` (any characters, `/` included), e.g. `arn:aws:iam::222222222222:role/log-*`; partition and account are always literal. A role outside it is never assumed.",
+};
+const ROLE_CACHE_SIZE: Key = Key {
+    name: "role_cache_size",
+    default: Unset::Value("64"),
+    from: "-",
+    meaning: "How many roles chosen by records an instance keeps credentials and a client for (1-4096); beyond it the least recently used is dropped (and assumed again when next needed).",
 };
 const ROLE_SESSION_NAME: Key = Key {
     name: "role_session_name",
@@ -314,6 +345,11 @@ pub const KEYS: &[Key] = &[
     AUTO_CREATE_STREAM,
     ROLE_ARN,
     EXTERNAL_ID,
+    ROLE_ARN_TEMPLATE,
+    ROLE_ARN_MAP,
+    ROLE_ARN_MAP_KEY,
+    ROLE_ARN_ALLOWED,
+    ROLE_CACHE_SIZE,
     ROLE_SESSION_NAME,
     ROLE_SESSION_DURATION,
     PROFILE,
@@ -350,6 +386,9 @@ pub fn markdown_table() -> String {
 
 /// The most PutLogEvents calls of one flush in flight: each holds up to 1 MiB of body.
 pub const MAX_BATCHES_IN_FLIGHT: usize = 8;
+
+/// The most roles chosen by records an instance keeps (`role_cache_size`).
+pub const MAX_ROLE_CACHE_SIZE: usize = 4096;
 
 /// The longest `truncation_marker`, in bytes.
 const MAX_TRUNCATION_MARKER: usize = 1024;
@@ -400,6 +439,10 @@ pub struct Config {
     pub new_group: NewGroup,
     pub auto_create_stream: bool,
     pub role_arn: Option<String>,
+    /// The role chosen per record (`role_arn_template` / `role_arn_map`).
+    pub roles: Option<RoleRouting>,
+    /// Roles chosen by records whose credentials and client an instance keeps.
+    pub role_cache_size: usize,
     pub external_id: Option<String>,
     pub role_session_name: String,
     pub sts_endpoint: Option<String>,
@@ -552,6 +595,14 @@ impl Config {
         let group = group_rule(&get, &mut warnings)?;
         let stream = stream_rule(&get, &mut warnings)?;
         let role_arn = given(&get, &ROLE_ARN).map(|v| check_role_arn(&v).map(|_| v)).transpose()?;
+        let roles = role_routing(&get, &role_arn)?;
+        let role_cache_size =
+            {
+                let v = value(&get, &ROLE_CACHE_SIZE);
+                v.trim().parse().ok().filter(|n| (1..=MAX_ROLE_CACHE_SIZE).contains(n)).ok_or_else(|| {
+                    bad(&ROLE_CACHE_SIZE, &v, format!("a whole number from 1 to {MAX_ROLE_CACHE_SIZE}"))
+                })?
+            };
         let external_id = given(&get, &EXTERNAL_ID)
             .map(|v| check_sts_text(&v, 2, 1224, "+=,.@:/-_").map_err(|a| bad(&EXTERNAL_ID, &v, a)).map(|_| v))
             .transpose()?;
@@ -578,6 +629,8 @@ impl Config {
             new_group: new_group(&get, &mut warnings)?,
             auto_create_stream: flag(&get, &AUTO_CREATE_STREAM)?,
             role_arn,
+            roles,
+            role_cache_size,
             external_id,
             role_session_name,
             role_session_duration: duration(&get, &ROLE_SESSION_DURATION, &ROLE_SESSION_DURATION_SPAN)?,
@@ -653,9 +706,16 @@ impl Config {
         ];
         let warning = check_cleartext(&cleartext, flag(&get, &ALLOW_CLEARTEXT_ENDPOINTS)?)?;
         config.warnings.extend(warning);
-        for rule in [&config.group, &config.stream] {
+        let role_template = config.roles.as_ref().map(|r| match &r.source {
+            RoleSource::Template(t) | RoleSource::Map { key: t, .. } => t,
+        });
+        let name_templates = [&config.group, &config.stream].into_iter().filter_map(|rule| match rule {
+            NameRule::Template { template, .. } => Some(template),
+            _ => None,
+        });
+        for template in name_templates.chain(role_template) {
             // the record accessor's lenient readings (the Go plugin's are warned of where they are read)
-            if let NameRule::Template { template: NameTemplate::Accessor(template), .. } = rule {
+            if let NameTemplate::Accessor(template) = template {
                 let notes = template.notes().iter().map(|note| format!("name template '{template}': {note}"));
                 config.warnings.extend(notes);
             }
@@ -667,6 +727,63 @@ impl Config {
     pub fn probe_group(&self) -> String {
         self.group.static_name("")
     }
+}
+
+/// `role_arn_template` or `role_arn_map` (with `role_arn_map_key`), each only with
+/// `role_arn_allowed`: a record must never choose an account the operator did not list.
+fn role_routing(
+    get: &impl Fn(&str) -> Option<String>,
+    role_arn: &Option<String>,
+) -> Result<Option<RoleRouting>, ConfigError> {
+    let (template, map, map_key, allowed) = (
+        given(get, &ROLE_ARN_TEMPLATE),
+        given(get, &ROLE_ARN_MAP),
+        given(get, &ROLE_ARN_MAP_KEY),
+        given(get, &ROLE_ARN_ALLOWED),
+    );
+    let source = match (template, map, map_key) {
+        (Some(_), Some(path), _) => {
+            return Err(bad(&ROLE_ARN_MAP, &path, "unset when role_arn_template is set (set one of them)"))
+        }
+        (Some(t), None, None) => (
+            ROLE_ARN_TEMPLATE,
+            t.clone(),
+            RoleSource::Template(parse_template(&ROLE_ARN_TEMPLATE, &t, NameKind::Role)?.into()),
+        ),
+        (None, Some(path), Some(key)) => {
+            let key = parse_template(&ROLE_ARN_MAP_KEY, &key, NameKind::Role)?;
+            (ROLE_ARN_MAP, path.clone(), RoleSource::Map { key: key.into(), path })
+        }
+        (None, Some(_), None) => {
+            return Err(missing(
+                &ROLE_ARN_MAP_KEY,
+                "a template to look records up by in role_arn_map, e.g. $kubernetes['namespace_name']",
+            ))
+        }
+        (_, None, Some(key)) => return Err(bad(&ROLE_ARN_MAP_KEY, &key, "only together with role_arn_map")),
+        (None, None, None) => {
+            return match allowed {
+                Some(v) => Err(bad(&ROLE_ARN_ALLOWED, &v, "only together with role_arn_template or role_arn_map")),
+                None => Ok(None),
+            }
+        }
+    };
+    let (key, value, source) = source;
+    let Some(allowed) = allowed else {
+        return Err(bad(
+            &key,
+            &value,
+            format!("a role chosen per record only together with role_arn_allowed: {ALLOWED_FORM}"),
+        ));
+    };
+    let allowed =
+        AllowList::parse(&allowed).map_err(|why| bad(&ROLE_ARN_ALLOWED, &allowed, format!("{ALLOWED_FORM}; {why}")))?;
+    Ok(Some(RoleRouting { source, allowed, fallback: role_arn.clone() }))
+}
+
+/// `role_arn_map` could not be read or parsed at Init (the file is the shell's to read).
+pub fn role_map_error(path: &str, why: impl fmt::Display) -> ConfigError {
+    bad(&ROLE_ARN_MAP, path, format!("a readable file of 'value role-arn' lines ({why})"))
 }
 
 /// `log_group_template` over `log_group_name` over `default_log_group_name`.
@@ -906,18 +1023,9 @@ fn check_region(r: &str) -> Result<String, ConfigError> {
 
 /// `arn:<partition>:iam::<12-digit account>:role/<path/name>`.
 fn check_role_arn(v: &str) -> Result<(), ConfigError> {
-    let allowed = "an IAM role ARN like arn:aws:iam::222222222222:role/name";
-    let parts: Vec<&str> = v.splitn(6, ':').collect();
-    let ok = matches!(parts.as_slice(), ["arn", partition, "iam", "", account, resource]
-        if partition.starts_with("aws")
-            && account.len() == 12 && account.bytes().all(|b| b.is_ascii_digit())
-            && resource.strip_prefix("role/").is_some_and(|name| !name.is_empty()
-                && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"+=,.@_-/".contains(&b))))
-        && v.len() <= 2048;
-    if ok {
-        Ok(())
-    } else {
-        Err(bad(&ROLE_ARN, v, allowed))
+    match parse_role_arn(v) {
+        Some(_) => Ok(()),
+        None => Err(bad(&ROLE_ARN, v, ROLE_ARN_FORM)),
     }
 }
 
@@ -1024,6 +1132,38 @@ mod tests {
             BASE.iter().copied().filter(|(k, _)| !extra.iter().any(|(e, _)| e == k)).collect();
         pairs.extend(extra.iter().filter(|(_, v)| !v.is_empty()));
         config(&pairs)
+    }
+
+    #[test]
+    fn roles_chosen_per_record_need_an_allow_list() {
+        let t = ("role_arn_template", "arn:aws:iam::$kubernetes['labels']['log-account']:role/log-writer");
+        let err = with(&[t]).unwrap_err();
+        assert_eq!((err.key, err.value.as_deref()), ("role_arn_template", Some(t.1)));
+        assert!(err.to_string().contains("role_arn_allowed"), "{err}");
+        let c = with(&[t, ("role_arn_allowed", "222222222222, arn:aws:iam::333333333333:role/log-*")]).unwrap();
+        let roles = c.roles.unwrap();
+        assert!(roles.per_record());
+        assert_eq!(roles.allowed.accounts(), ["222222222222", "333333333333"]);
+        assert_eq!(c.role_cache_size, 64);
+        let map = [("role_arn_map", "/etc/roles"), ("role_arn_allowed", "222222222222")];
+        let err = with(&map).unwrap_err();
+        assert_eq!(err.key, "role_arn_map_key");
+        let c = with(&[map[0], map[1], ("role_arn_map_key", "$kubernetes['namespace_name']")]).unwrap();
+        assert!(matches!(c.roles.unwrap().source, RoleSource::Map { ref path, .. } if path == "/etc/roles"));
+        let cases: &[(&[(&str, &str)], &str)] = &[
+            (&[map[0], ("role_arn_map_key", "$ns")], "role_arn_map"),
+            (&[t, map[0], map[1]], "role_arn_map"),
+            (&[t, ("role_arn_allowed", "arn:aws:iam::*:role/x")], "role_arn_allowed"),
+            (&[t, ("role_arn_allowed", "")], "role_arn_template"),
+            (&[("role_arn_allowed", "222222222222")], "role_arn_allowed"),
+            (&[("role_arn_map_key", "$ns")], "role_arn_map_key"),
+            (&[t, map[1], ("role_cache_size", "0")], "role_cache_size"),
+            (&[("role_arn_template", "arn:aws:iam::$(a:role/x"), map[1]], "role_arn_template"),
+            (&[("role_arn_template", "arn:aws:iam::*:role/$a"), map[1]], "role_arn_template"),
+        ];
+        for (pairs, key) in cases {
+            assert_eq!(with(pairs).unwrap_err().key, *key, "{pairs:?}");
+        }
     }
 
     #[test]

@@ -414,7 +414,7 @@ impl GoName<'_> {
             }
             // Go changes only `:` and `*`; bytes that are not UTF-8 become U+FFFD, which
             // CloudWatch takes where it would refuse the bytes
-            NameKind::Stream => {
+            NameKind::Stream | NameKind::Role => {
                 for chunk in bytes.utf8_chunks() {
                     let invalid = (!chunk.invalid().is_empty()).then_some('\u{FFFD}');
                     for c in chunk.valid().chars().chain(invalid) {

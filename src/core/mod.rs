@@ -40,6 +40,8 @@ pub mod progress;
 pub mod record_accessor;
 /// A path of map keys into a record (`$kubernetes['labels']['app']`) and its value in a body.
 pub mod record_path;
+/// The role a record is written with: role ARN syntax, `role_arn_allowed`, `role_arn_map` files.
+pub mod role;
 /// Log group / stream name templates (`$(tag[1])`, `$kubernetes['pod_name']`) and their rendering.
 pub mod template;
 /// `http://` URLs split for one GET (metadata services, `credentials_endpoint`).

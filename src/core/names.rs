@@ -11,7 +11,13 @@ pub const MAX_NAME_BYTES: usize = 512;
 pub enum NameKind {
     Group,
     Stream,
+    /// A role ARN (`role_arn_template`) or a `role_arn_map` key: values are kept as they are
+    /// and the whole result is checked as a role ARN (`core::role`), never sanitised into one.
+    Role,
 }
+
+/// The longest role ARN (STS's limit); longer is never a valid ARN, so a cut one is refused.
+const MAX_ROLE_TEXT_BYTES: usize = 2048;
 
 impl NameKind {
     /// Whether CloudWatch allows `c` in this kind of name: in a group only `A-Za-z0-9_-/.#`, in
@@ -21,6 +27,16 @@ impl NameKind {
         match self {
             NameKind::Group => c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '/' | '.' | '#'),
             NameKind::Stream => c != ':' && c != '*',
+            NameKind::Role => c.is_ascii_alphanumeric() || "+=,.@_-/:".contains(c),
+        }
+    }
+
+    /// The longest text of this kind a template writes.
+    #[inline]
+    pub fn max_bytes(self) -> usize {
+        match self {
+            NameKind::Group | NameKind::Stream => MAX_NAME_BYTES,
+            NameKind::Role => MAX_ROLE_TEXT_BYTES,
         }
     }
 
@@ -35,7 +51,8 @@ impl NameKind {
     /// `c`, or `.` in place of a character this kind does not allow.
     #[inline]
     pub fn sanitise(self, c: char) -> char {
-        if self.allows(c) {
+        // a role is checked whole afterwards: a forbidden character must make it invalid
+        if self == NameKind::Role || self.allows(c) {
             c
         } else {
             '.'
@@ -47,6 +64,7 @@ impl NameKind {
         match self {
             NameKind::Group => "a log group name allows only A-Z a-z 0-9 _ - / . #",
             NameKind::Stream => "a log stream name allows any character except ':' and '*'",
+            NameKind::Role => "a role ARN allows only A-Z a-z 0-9 + = , . @ _ - / :",
         }
     }
 
@@ -55,6 +73,7 @@ impl NameKind {
         match self {
             NameKind::Group => "only the characters A-Z a-z 0-9 _ - / . #",
             NameKind::Stream => "any characters except ':' and '*'",
+            NameKind::Role => "only the characters A-Z a-z 0-9 + = , . @ _ - / :",
         }
     }
 }

@@ -116,9 +116,11 @@ impl NameRule {
     }
 }
 
-/// Where a batch goes.
+/// Where a batch goes: the role it is written with (`None`: the instance's own credentials),
+/// its group and its stream. A batch never mixes two keys, so never two roles.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct StreamKey {
+    pub role: Option<String>,
     pub group: String,
     pub stream: String,
 }

@@ -5,16 +5,41 @@ use crate::core::batch::{batches, sort_events, LogEvent};
 use crate::core::chunk::{Chunk, Damage, Entry};
 use crate::core::message::{Encoded, Encoder, MessageFormat};
 use crate::core::naming::{NameRule, StreamKey};
+use crate::core::role::{Denial, RoleChoice, RoleMap, RoleRouting};
 use crate::core::template::{Unresolved, Vars};
 use std::collections::HashMap;
 use std::ops::Range;
 
-/// How each record's log group and stream are named.
+/// How each record's log group and stream are named, and the role it is written with.
 #[derive(Debug, Clone, Copy)]
 pub struct Naming<'a> {
     pub group: &'a NameRule,
     pub stream: &'a NameRule,
     pub vars: &'a Vars<'a>,
+    /// `role_arn_template` / `role_arn_map`; `None`: every record is written with the
+    /// instance's own credentials.
+    pub roles: Option<&'a RoleRouting>,
+    /// The current `role_arn_map`, when the role is looked up in one.
+    pub role_map: Option<&'a RoleMap>,
+}
+
+/// Why a record's chosen role was not used (it went to the instance's own credentials).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RoleProblem {
+    /// A variable had no value, or the map has no entry for the key.
+    Unresolved,
+    Denied(Denial),
+}
+
+/// Distinct role problems a plan keeps for the log line.
+const ROLE_EXAMPLES: usize = 8;
+
+/// What became of a record's role.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RoleFate {
+    Used,
+    Unresolved,
+    Denied,
 }
 
 /// Distinct (variable, fallback name) pairs a plan keeps for the log line (once per chunk).
@@ -54,6 +79,12 @@ pub struct Plan {
     pub fallbacks: u64,
     /// The first few distinct (variable, key of the fallback name) pairs behind `fallbacks`.
     pub fallback_examples: Vec<(String, u32)>,
+    /// Events written with the instance's own credentials because their role could not be
+    /// chosen (`role_unresolved`) or was refused (`role_denied`).
+    pub role_unresolved: u64,
+    pub role_denied: u64,
+    /// The first few distinct (problem, variable / key / role) behind those counts.
+    pub role_examples: Vec<(RoleProblem, String)>,
     key_index: HashMap<String, u32>,
     scratch: NameScratch,
     pub records: u64,
@@ -77,6 +108,9 @@ impl Plan {
         self.key_index.clear();
         self.fallbacks = 0;
         self.fallback_examples.clear();
+        self.role_unresolved = 0;
+        self.role_denied = 0;
+        self.role_examples.clear();
         self.records = 0;
         self.group_markers = 0;
         self.truncated = 0;
@@ -95,9 +129,11 @@ impl Plan {
         encoder: &mut Encoder,
     ) {
         self.clear();
-        let per_record = naming.group.per_record() || naming.stream.per_record();
-        // names that depend on the tag only are rendered once per chunk
-        let chunk_fallback = if per_record { None } else { self.key_for(tag, &[0x80], naming).err() };
+        let per_record = naming.group.per_record()
+            || naming.stream.per_record()
+            || naming.roles.is_some_and(RoleRouting::per_record);
+        // names and roles that depend on the tag only are rendered once per chunk
+        let per_chunk = if per_record { None } else { Some(self.key_for(tag, &[0x80], naming)) };
         let mut records = Chunk::new(chunk);
         // each body is read once: its message is written as its end is found
         while let Some(entry) = records.next_with(|time, _metadata, reader| {
@@ -127,14 +163,13 @@ impl Plan {
                 Ok((Encoded::Message { truncated }, len)) => {
                     self.truncated += truncated as u64;
                     let key = if per_record {
-                        match self.key_for(tag, body, naming) {
-                            Ok(key) => key,
-                            Err((key, unresolved)) => {
-                                self.fallbacks += 1;
-                                self.note_fallback(unresolved, key);
-                                key
-                            }
+                        let (key, names, role) = self.key_for(tag, body, naming);
+                        if let Err(unresolved) = names {
+                            self.fallbacks += 1;
+                            self.note_fallback(unresolved, key);
                         }
+                        self.count_role(role, 1);
+                        key
                     } else {
                         0
                     };
@@ -148,10 +183,13 @@ impl Plan {
                 Err(_) => self.dropped.bad_body += 1,
             }
         }
-        if let Some((key, unresolved)) = chunk_fallback {
+        if let Some((key, names, role)) = per_chunk {
             if !self.events.is_empty() {
-                self.fallbacks += self.events.len() as u64;
-                self.note_fallback(unresolved, key);
+                if let Err(unresolved) = names {
+                    self.fallbacks += self.events.len() as u64;
+                    self.note_fallback(unresolved, key);
+                }
+                self.count_role(role, self.events.len() as u64);
             }
         }
         sort_events(&mut self.events);
@@ -168,13 +206,35 @@ impl Plan {
         self.identity = (self.identity.rotate_left(23) ^ word).wrapping_mul(0x9E37_79B9_7F4A_7C15);
     }
 
-    /// The key of this record's (group, stream), added on first sight. `Err` carries the key
-    /// too: a fallback name was used.
-    fn key_for<'n>(&mut self, tag: &str, body: &[u8], naming: Naming<'n>) -> Result<u32, (u32, Unresolved<'n>)> {
+    /// The key of this record's (role, group, stream), added on first sight; whether a
+    /// fallback name was used; what became of its role (a role not used is noted).
+    fn key_for<'n>(
+        &mut self,
+        tag: &str,
+        body: &[u8],
+        naming: Naming<'n>,
+    ) -> (u32, Result<(), Unresolved<'n>>, RoleFate) {
         let s = &mut self.scratch;
+        let (role, fate) = match naming.roles {
+            None => (None, RoleFate::Used),
+            Some(routing) => match routing.choose(naming.role_map, tag, body, naming.vars, &mut s.role) {
+                RoleChoice::Own => (None, RoleFate::Used),
+                RoleChoice::Role(role) => (Some(role), RoleFate::Used),
+                RoleChoice::Unresolved { what } => {
+                    note_role(&mut self.role_examples, RoleProblem::Unresolved, what);
+                    (None, RoleFate::Unresolved)
+                }
+                RoleChoice::Denied { role, why } => {
+                    note_role(&mut self.role_examples, RoleProblem::Denied(why), role);
+                    (None, RoleFate::Denied)
+                }
+            },
+        };
         let group = naming.group.write(tag, body, naming.vars, &mut s.group);
         let stream = naming.stream.write(tag, body, naming.vars, &mut s.stream);
         s.joined.clear();
+        s.joined.push_str(role.unwrap_or_default());
+        s.joined.push('\0');
         s.joined.push_str(&s.group);
         s.joined.push('\0');
         s.joined.push_str(&s.stream);
@@ -182,14 +242,24 @@ impl Plan {
             Some(&key) => key,
             None => {
                 let key = self.keys.len() as u32;
-                self.keys.push(StreamKey { group: s.group.clone(), stream: s.stream.clone() });
+                let to = StreamKey { role: role.map(str::to_owned), group: s.group.clone(), stream: s.stream.clone() };
+                self.keys.push(to);
                 self.key_index.insert(s.joined.clone(), key);
+                // the destination's text, not only its index, identifies the chunk: a retry
+                // planned after the map changed is a different chunk
+                let text = fnv(s.joined.as_bytes());
+                self.mix(text);
                 key
             }
         };
-        match group.and(stream) {
-            Ok(()) => Ok(key),
-            Err(unresolved) => Err((key, unresolved)),
+        (key, group.and(stream), fate)
+    }
+
+    fn count_role(&mut self, fate: RoleFate, events: u64) {
+        match fate {
+            RoleFate::Used => {}
+            RoleFate::Unresolved => self.role_unresolved += events,
+            RoleFate::Denied => self.role_denied += events,
         }
     }
 
@@ -201,9 +271,23 @@ impl Plan {
     }
 }
 
-/// Reused name buffers, so naming allocates only for a (group, stream) not seen in the chunk.
+/// Keeps the first few distinct role problems (allocating only for a new one).
+fn note_role(examples: &mut Vec<(RoleProblem, String)>, problem: RoleProblem, value: &str) {
+    let known = examples.iter().any(|(p, v)| *p == problem && v == value);
+    if !known && examples.len() < ROLE_EXAMPLES {
+        examples.push((problem, value.to_owned()));
+    }
+}
+
+/// FNV-1a over `bytes`.
+fn fnv(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| (h ^ b as u64).wrapping_mul(0x0100_0000_01b3))
+}
+
+/// Reused name buffers, so naming allocates only for a (role, group, stream) not seen in the chunk.
 #[derive(Debug, Default)]
 struct NameScratch {
+    role: String,
     group: String,
     stream: String,
     joined: String,
@@ -229,7 +313,7 @@ mod tests {
     }
 
     fn fixed() -> Naming<'static> {
-        Naming { group: &GROUP, stream: &STREAM, vars: &VARS }
+        Naming { group: &GROUP, stream: &STREAM, vars: &VARS, roles: None, role_map: None }
     }
 
     #[test]
@@ -239,7 +323,7 @@ mod tests {
             template: Template::parse("$app.$TAG[1]", NameKind::Stream).unwrap().into(),
             fallback: Box::new(NameRule::Fixed("fallback".into())),
         };
-        let naming = Naming { group: &group, stream: &stream, vars: &VARS };
+        let naming = Naming { group: &group, stream: &stream, vars: &VARS, roles: None, role_map: None };
         let mut chunk = Vec::new();
         for (i, app) in ["web", "db", "web", "", "web"].iter().enumerate() {
             let body =
@@ -258,7 +342,44 @@ mod tests {
         }
         assert_eq!(plan.fallbacks, 1);
         assert_eq!(plan.fallback_examples, vec![("$app".to_string(), 2)]);
-        assert_eq!(plan.keys[2], StreamKey { group: "g".into(), stream: "fallback".into() });
+        assert_eq!(plan.keys[2], StreamKey { role: None, group: "g".into(), stream: "fallback".into() });
+    }
+
+    #[test]
+    fn roles_split_batches_and_count_what_falls_back() {
+        use crate::core::role::{AllowList, RoleSource};
+        let template = Template::parse("arn:aws:iam::$acct:role/w", NameKind::Role).unwrap();
+        let roles = RoleRouting {
+            source: RoleSource::Template(template.into()),
+            allowed: AllowList::parse("222222222222,333333333333").unwrap(),
+            fallback: None,
+        };
+        let naming = Naming { group: &GROUP, stream: &STREAM, vars: &VARS, roles: Some(&roles), role_map: None };
+        let mut chunk = Vec::new();
+        for (i, acct) in ["222222222222", "333333333333", "444444444444", "", "222222222222", "x"].iter().enumerate() {
+            let body =
+                if acct.is_empty() { serde_json::json!({"n": i}) } else { serde_json::json!({"acct": acct, "n": i}) };
+            chunk.extend(record(100, &body, true));
+        }
+        let mut plan = Plan::default();
+        plan.build(&chunk, "t", naming, &MessageFormat::default(), &mut Encoder::new());
+        let roles: Vec<Option<&str>> = plan.keys.iter().map(|k| k.role.as_deref()).collect();
+        assert_eq!(roles, [Some("arn:aws:iam::222222222222:role/w"), Some("arn:aws:iam::333333333333:role/w"), None]);
+        for r in &plan.batches {
+            let key = plan.events[r.start].key;
+            assert!(plan.events[r.clone()].iter().all(|e| e.key == key));
+        }
+        assert_eq!(plan.batches.len(), 3);
+        assert_eq!((plan.role_unresolved, plan.role_denied), (1, 2));
+        let problems: Vec<_> = plan.role_examples.iter().map(|(p, v)| format!("{p:?} {v}")).collect();
+        assert_eq!(
+            problems,
+            [
+                "Denied(NotAllowed) arn:aws:iam::444444444444:role/w",
+                "Unresolved $acct",
+                "Denied(NotARoleArn) arn:aws:iam::x:role/w"
+            ]
+        );
     }
 
     fn record(secs: u32, body: &serde_json::Value, v2: bool) -> Vec<u8> {
@@ -307,6 +428,43 @@ mod tests {
     }
 
     proptest! {
+        /// Whatever accounts the records name: a batch holds one role, an allowed one or the
+        /// instance's own, and every event is used, unresolved or denied exactly once (an empty
+        /// value renders as nothing, as Fluent Bit writes it, so it makes an invalid ARN: denied).
+        #[test]
+        fn batches_never_mix_roles(accounts in prop::collection::vec(prop_oneof![
+            Just(None), Just(Some("222222222222".to_string())), Just(Some("333333333333".to_string())),
+            Just(Some("444444444444".to_string())), "[0-9:a-z/]{0,14}".prop_map(Some),
+        ], 0..80)) {
+            use crate::core::role::{parse_role_arn, AllowList, RoleSource};
+            let template = Template::parse("arn:aws:iam::$acct:role/w", NameKind::Role).unwrap();
+            let allowed = AllowList::parse("222222222222,333333333333").unwrap();
+            let roles = RoleRouting { source: RoleSource::Template(template.into()), allowed: allowed.clone(), fallback: None };
+            let naming = Naming { group: &GROUP, stream: &STREAM, vars: &VARS, roles: Some(&roles), role_map: None };
+            let mut chunk = Vec::new();
+            for (i, acct) in accounts.iter().enumerate() {
+                let body = match acct {
+                    Some(a) => serde_json::json!({"acct": a, "n": i}),
+                    None => serde_json::json!({"n": i}),
+                };
+                chunk.extend(record(100 + (i as u32 % 7), &body, true));
+            }
+            let mut plan = Plan::default();
+            plan.build(&chunk, "t", naming, &MessageFormat::default(), &mut Encoder::new());
+            let mut used = 0u64;
+            for r in &plan.batches {
+                let key = plan.events[r.start].key;
+                prop_assert!(plan.events[r.clone()].iter().all(|e| e.key == key));
+                if let Some(role) = &plan.keys[key as usize].role {
+                    prop_assert!(allowed.allows(&parse_role_arn(role).unwrap()));
+                    used += r.len() as u64;
+                }
+            }
+            let own = plan.events.len() as u64 - used;
+            prop_assert_eq!(own, plan.role_unresolved + plan.role_denied);
+            prop_assert_eq!(plan.role_unresolved, accounts.iter().filter(|a| a.is_none()).count() as u64);
+        }
+
         #[test]
         fn every_record_is_an_event_or_a_counted_drop(
             bodies in prop::collection::vec((any::<u32>(), prop::collection::vec(("[a-z]{0,3}", prop_oneof![

@@ -171,7 +171,7 @@ mod tests {
             chunk.push(0x80);
             chunk.extend(rmp_serde::to_vec(&serde_json::json!({ "log": msg })).unwrap());
             let mut plan = Plan::default();
-            let naming = Naming { group: &group, stream: &stream, vars: &vars };
+            let naming = Naming { group: &group, stream: &stream, vars: &vars, roles: None, role_map: None };
             plan.build(&chunk, "t", naming, &MessageFormat::default(), &mut Encoder::new());
             ChunkId::of_plan("t", &plan)
         };

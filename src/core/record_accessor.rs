@@ -81,8 +81,12 @@ pub(crate) type Split<G> = (Vec<Piece<G>>, Vec<String>);
 
 /// Splits `text` as Fluent Bit's `ra_parse_buffer` does, handing each `$(` to `other`, which
 /// returns its variable and the position after it. Err: one line naming the variable.
+///
+/// A variable also ends at any of `ends` (outside quotes; empty for names, as in Fluent Bit):
+/// a role ARN's `:`, which names never hold, so `$acct:role/x` reads as a variable and text.
 pub(crate) fn split<G>(
     text: &str,
+    ends: &[u8],
     mut other: impl FnMut(usize) -> Result<(G, usize), String>,
 ) -> Result<Split<G>, String> {
     let buf = text.as_bytes();
@@ -149,6 +153,7 @@ pub(crate) fn split<G>(
                 b'\'' => quotes += 1,
                 b'.' if quotes % 2 == 1 => {}
                 b'.' | b' ' | b',' | b'"' => break,
+                b if quotes.is_multiple_of(2) && ends.contains(&b) => break,
                 _ => {}
             }
             stop += 1;
@@ -470,7 +475,7 @@ mod tests {
     }
 
     fn pieces(template: &str) -> Result<usize, String> {
-        split(template, |_| Err::<((), usize), _>("no $( here".to_owned())).map(|(p, _)| p.len())
+        split(template, b"", |_| Err::<((), usize), _>("no $( here".to_owned())).map(|(p, _)| p.len())
     }
 
     /// `cb_translate`'s record.
@@ -711,7 +716,7 @@ mod tests {
         assert_eq!(render("$1x", &body), Err("$1".into()));
         assert_eq!(render("x$1", &body).as_deref(), Ok("x"));
         // each lenient reading is a note for Init's warnings
-        let notes = |t: &str| split(t, |_| Err::<((), usize), _>(String::new())).unwrap().1;
+        let notes = |t: &str| split(t, b"", |_| Err::<((), usize), _>(String::new())).unwrap().1;
         assert!(notes("$a.$b['x']").is_empty());
         assert_eq!(notes("$-a:"), ["in '$-a:' at byte 0, \"-:\" skipped, as Fluent Bit skips them"]);
         assert_eq!(notes("$a."), ["'.' after the last variable is dropped, as in Fluent Bit"]);
@@ -725,7 +730,7 @@ mod tests {
     proptest::proptest! {
         #[test]
         fn split_never_panics_and_keeps_order(text in "[$TAG\\[\\]'a-c0-9.,\" :é(-]{0,24}") {
-            if let Ok((pieces, _)) = split(&text, |at| {
+            if let Ok((pieces, _)) = split(&text, b"", |at| {
                 // a stand-in `$(` parser: up to the next ')'
                 text[at..].find(')').map(|len| ((), at + len + 1)).ok_or_else(|| "unterminated".to_owned())
             }) {

@@ -15,7 +15,7 @@ use std::fmt::{self, Write as _};
 use std::ops::Range;
 
 use crate::core::msgpack::{Reader, Token};
-use crate::core::names::{NameKind, MAX_NAME_BYTES};
+use crate::core::names::NameKind;
 use crate::core::record_accessor::{self, Piece};
 use crate::core::record_path::{parse_subscripts, RecordPath};
 
@@ -95,7 +95,8 @@ impl Template {
         if text.len() > MAX_TEMPLATE_BYTES {
             return Err(format!("name template of {} bytes: at most {MAX_TEMPLATE_BYTES} are allowed", text.len()));
         }
-        let (pieces, notes) = record_accessor::split(text, |dollar| {
+        let ends: &[u8] = if kind == NameKind::Role { b":" } else { b"" };
+        let (pieces, notes) = record_accessor::split(text, ends, |dollar| {
             parse_go_variable(text, dollar, kind).map(|(var, default, end)| ((var, default), end))
         })?;
         let (mut parts, mut notes) = (Vec::with_capacity(pieces.len()), notes);
@@ -104,8 +105,11 @@ impl Template {
                 Piece::Literal(range) => {
                     // the C plugin starts with such text (and every call then fails): start, and
                     // write what CloudWatch refuses as '.', as in a value
-                    if let Err(why) = check_literal(text, range.clone(), kind) {
-                        notes.push(format!("{why}; it is written '.'"));
+                    match check_literal(text, range.clone(), kind) {
+                        // a role is never sanitised into shape: its text must already be an ARN's
+                        Err(why) if kind == NameKind::Role => return Err(why),
+                        Err(why) => notes.push(format!("{why}; it is written '.'")),
+                        Ok(()) => {}
                     }
                     Part::Literal(range)
                 }
@@ -361,7 +365,7 @@ struct NameWriter<'o> {
 impl NameWriter<'_> {
     fn push_char(&mut self, c: char) {
         let c = self.kind.sanitise(c);
-        if self.out.len() + c.len_utf8() > MAX_NAME_BYTES {
+        if self.out.len() + c.len_utf8() > self.kind.max_bytes() {
             self.full = true;
         } else {
             self.out.push(c);
@@ -406,6 +410,7 @@ impl fmt::Write for NameWriter<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::names::MAX_NAME_BYTES;
     use proptest::prelude::*;
     use serde_json::{json, Value};
 

@@ -210,8 +210,25 @@ impl Drop for Plugin {
     }
 }
 
+/// An instance with `Workers 4` writing to `group` through the strict endpoint at `url`
+/// (CloudWatch and STS, tests/aws-standins) as its role `arn:aws:iam::222222222222:role/strict`.
+pub fn strict_role_output<'a>(url: &'a str, group: &'a str) -> Vec<(&'a str, &'a str)> {
+    vec![
+        ("Name", "cloudwatch_rs"),
+        ("Workers", "4"),
+        ("region", "us-east-1"),
+        ("log_group_name", group),
+        ("log_stream_prefix", "s-"),
+        ("auto_create_group", "on"),
+        ("role_arn", "arn:aws:iam::222222222222:role/strict"),
+        ("endpoint", url),
+        ("sts_endpoint", url),
+    ]
+}
+
 /// One moto_server: account 111111111111 (user `task`, may only assume the log role) and
-/// 222222222222 (the log role, and a `reader`). Stopped on drop.
+/// 222222222222 (the log role, and a `reader`), and with `with_tenants` more log accounts.
+/// Stopped on drop.
 pub struct Moto {
     pub state: PathBuf,
     pub endpoint: String,
@@ -229,11 +246,17 @@ pub struct Event {
 
 impl Moto {
     pub fn start() -> Moto {
+        Moto::with_tenants(&[])
+    }
+
+    /// `start`, plus these log accounts, each with a role `log-writer` the task may assume and
+    /// a reader (`read_in`).
+    pub fn with_tenants(accounts: &[&str]) -> Moto {
         let dir = scratch("moto");
         let state = dir.join("state.json");
         let out = Command::new(python())
             .arg(root().join("tests/support/moto_fixture.py"))
-            .args(["start", "--state"])
+            .args(["start", "--tenants", &accounts.join(","), "--state"])
             .arg(&state)
             .output()
             .expect("run moto_fixture.py (is the venv set up? `make test` does it)");
@@ -251,9 +274,16 @@ impl Moto {
 
     /// Runs a fixture command about `group` and returns its standard output.
     fn fixture(&self, command: &str, group: &str) -> Vec<u8> {
+        self.fixture_in(command, group, None)
+    }
+
+    fn fixture_in(&self, command: &str, group: &str, account: Option<&str>) -> Vec<u8> {
+        let account = account.map(|a| vec!["--account", a]).unwrap_or_default();
         let out = Command::new(python())
             .arg(root().join("tests/support/moto_fixture.py"))
-            .args([command, "--group", group, "--state"])
+            .args([command, "--group", group])
+            .args(account)
+            .arg("--state")
             .arg(&self.state)
             .output()
             .unwrap();
@@ -268,25 +298,46 @@ impl Moto {
 
     /// Every event of `group`, read back as the log account's reader.
     pub fn read(&self, group: &str) -> Vec<Event> {
-        let out = self.fixture("read", group);
-        String::from_utf8(out)
-            .unwrap()
-            .lines()
-            .map(|l| {
-                let v: serde_json::Value = serde_json::from_str(l).unwrap();
-                Event {
-                    stream: v["stream"].as_str().unwrap().into(),
-                    timestamp: v["timestamp"].as_i64().unwrap(),
-                    message: v["message"].as_str().unwrap().into(),
-                }
-            })
-            .collect()
+        parse_events(self.fixture("read", group))
+    }
+
+    /// Every event of `group` in tenant `account` (see `with_tenants`), read as its reader.
+    pub fn read_in(&self, account: &str, group: &str) -> Vec<Event> {
+        parse_events(self.fixture_in("read", group, Some(account)))
+    }
+
+    /// The AssumeRole calls moto served so far, by role ARN.
+    pub fn assumed(&self) -> std::collections::HashMap<String, u64> {
+        let out = Command::new(python())
+            .arg(root().join("tests/support/moto_fixture.py"))
+            .args(["assumed", "--state"])
+            .arg(&self.state)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "assumed failed: {}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&out.stdout).unwrap()
     }
 
     /// Environment for a plugin: the task account's keys, IMDS off, nothing else.
     pub fn task_env(&self) -> Env {
         Env::new().keys(&self.task_key.0, &self.task_key.1)
     }
+}
+
+/// The fixture's `read` output: one JSON event a line.
+fn parse_events(out: Vec<u8>) -> Vec<Event> {
+    String::from_utf8(out)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            Event {
+                stream: v["stream"].as_str().unwrap().into(),
+                timestamp: v["timestamp"].as_i64().unwrap(),
+                message: v["message"].as_str().unwrap().into(),
+            }
+        })
+        .collect()
 }
 
 impl Drop for Moto {

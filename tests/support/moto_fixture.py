@@ -3,13 +3,17 @@
 
   start --state FILE [--port N]   start moto_server with IAM auth, create the accounts, write FILE (JSON)
   stop --state FILE               stop it
-  read --state FILE --group G     print every event of log group G as JSON lines, read as the log
-                                  account's reader: {"stream", "timestamp", "message"}
-  policy-check --state FILE       print the task and role policies in force (for humans)
+  read --state FILE --group G [--account A]
+                                  print every event of log group G as JSON lines, read as the log
+                                  account's reader (or account A's, a tenant's): {"stream", "timestamp", "message"}
+  assumed --state FILE            print the AssumeRole calls moto served, by role ARN (JSON)
 
 Task account 111111111111: IAM user `task`, allowed only sts:AssumeRole on the log role.
 Log account 222222222222: role `cross-account-log-role` trusting `task`, allowed to write logs
 (plugin-config/iam/cloudwatch-write.json when present); user `reader`, allowed to read logs.
+With --tenants A,B,...: each of those accounts too has a role `log-writer` trusting `task` and
+allowed to write logs, and a `reader`; `task` may assume any of them (one output, many log
+accounts: only the plugin's role_arn_allowed decides which it writes to).
 """
 import argparse, json, os, signal, socket, subprocess, sys, time, urllib.request
 
@@ -100,6 +104,21 @@ def start(args):
     iam_log.put_role_policy(RoleName=ROLE_NAME, PolicyName="cloudwatch-write",
                             PolicyDocument=json.dumps(load_policy("cloudwatch-write.json", WRITE_POLICY)))
     reader = user_with_key(iam_log, "reader", "read-logs", READ_POLICY)
+    tenants = {}
+    for account in filter(None, (args.tenants or "").split(",")):
+        iam = client("iam", endpoint, account)
+        iam.create_role(RoleName="log-writer", AssumeRolePolicyDocument=json.dumps({
+            "Version": "2012-10-17",
+            "Statement": [{"Effect": "Allow", "Principal": {"AWS": task["arn"]}, "Action": "sts:AssumeRole"}]}))
+        iam.put_role_policy(RoleName="log-writer", PolicyName="cloudwatch-write", PolicyDocument=json.dumps(WRITE_POLICY))
+        tenants[account] = {"role_arn": f"arn:aws:iam::{account}:role/log-writer",
+                            "reader": user_with_key(iam, "reader", "read-logs", READ_POLICY)}
+    if tenants:
+        client("iam", endpoint, TASK_ACCOUNT).put_user_policy(
+            UserName="task", PolicyName="assume-tenant-roles", PolicyDocument=json.dumps({
+                "Version": "2012-10-17",
+                "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
+                               "Resource": [t["role_arn"] for t in tenants.values()]}]}))
 
     # From here on every request must be signed by a known principal and allowed by its policy.
     req = urllib.request.Request(endpoint + "/moto-api/reset-auth", data=b"0", method="POST",
@@ -107,7 +126,7 @@ def start(args):
     urllib.request.urlopen(req, timeout=5).read()
 
     state = {"endpoint": endpoint, "pid": proc.pid, "region": REGION, "role_arn": role_arn,
-             "task": task, "reader": reader}
+             "task": task, "reader": reader, "tenants": tenants}
     with open(args.state, "w") as f:
         json.dump(state, f, indent=2)
     print(json.dumps({"endpoint": endpoint, "role_arn": role_arn, "task_principal": task["arn"]}))
@@ -144,7 +163,8 @@ def stop(args):
 def read(args):
     with open(args.state) as f:
         state = json.load(f)
-    logs = client("logs", state["endpoint"], key=state["reader"])
+    reader = state["tenants"][args.account]["reader"] if args.account else state["reader"]
+    logs = client("logs", state["endpoint"], key=reader)
     try:
         streams = []
         for page in logs.get_paginator("describe_log_streams").paginate(logGroupName=args.group):
@@ -166,6 +186,17 @@ def read(args):
             token = page.get("nextForwardToken")
 
 
+def assumed(args):
+    """AssumeRole calls moto served, by role ARN (moto keeps each assumed role it issued)."""
+    with open(args.state) as f:
+        state = json.load(f)
+    data = json.loads(urllib.request.urlopen(state["endpoint"] + "/moto-api/data.json", timeout=10).read())
+    counts = {}
+    for role in data.get("sts", {}).get("AssumedRole", []):
+        counts[role["role_arn"]] = counts.get(role["role_arn"], 0) + 1
+    print(json.dumps(counts))
+
+
 def describe(args):
     with open(args.state) as f:
         state = json.load(f)
@@ -180,12 +211,14 @@ def describe(args):
 
 def main():
     p = argparse.ArgumentParser()
-    p.add_argument("command", choices=["start", "stop", "read", "describe"])
+    p.add_argument("command", choices=["start", "stop", "read", "describe", "assumed"])
     p.add_argument("--state", required=True)
     p.add_argument("--port", type=int, default=0)
     p.add_argument("--group")
+    p.add_argument("--tenants", help="comma-separated extra log accounts, each with a role log-writer")
+    p.add_argument("--account", help="read as this tenant account's reader")
     args = p.parse_args()
-    {"start": start, "stop": stop, "read": read, "describe": describe}[args.command](args)
+    {"start": start, "stop": stop, "read": read, "describe": describe, "assumed": assumed}[args.command](args)
 
 
 if __name__ == "__main__":

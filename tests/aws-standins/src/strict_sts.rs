@@ -47,6 +47,8 @@ pub struct Sts {
     pub calls_by_key: Mutex<HashMap<String, u64>>,
     /// `DurationSeconds` of the last AssumeRole (0 when absent).
     pub last_duration_seconds: AtomicU64,
+    /// AssumeRole calls by `RoleArn`, refused ones included.
+    pub assume_role_by_role: Mutex<HashMap<String, u64>>,
 }
 
 impl Default for Sts {
@@ -66,6 +68,7 @@ impl Default for Sts {
             expired_token_rejections: AtomicU64::new(0),
             calls_by_key: Mutex::new(HashMap::new()),
             last_duration_seconds: AtomicU64::new(0),
+            assume_role_by_role: Mutex::new(HashMap::new()),
         }
     }
 }
@@ -96,6 +99,20 @@ impl Sts {
     /// Every secret and session token issued, to check none of them was logged.
     pub fn secrets(&self) -> Vec<String> {
         self.issued.lock().unwrap().values().flat_map(|c| [c.secret.clone(), c.token.clone()]).collect()
+    }
+
+    /// AssumeRole calls by `RoleArn` so far.
+    pub fn assume_role_calls_by_role(&self) -> HashMap<String, u64> {
+        self.assume_role_by_role.lock().unwrap().clone()
+    }
+
+    /// Accepted CloudWatch calls by the role their credentials were issued for.
+    pub fn calls_by_role(&self) -> HashMap<String, u64> {
+        let mut out = HashMap::new();
+        for (key, n) in self.keys_used() {
+            *out.entry(self.role_of(&key).unwrap_or_default()).or_default() += n;
+        }
+        out
     }
 
     pub fn keys_used(&self) -> HashMap<String, u64> {
@@ -302,6 +319,7 @@ pub fn handle(sts: &Sts, headers: &HashMap<String, String>, body: &[u8]) -> Answ
             let role = params.get("RoleArn").cloned().unwrap_or_default();
             if action == "AssumeRole" {
                 sts.assume_role_calls.fetch_add(1, Relaxed);
+                *sts.assume_role_by_role.lock().unwrap().entry(role.clone()).or_default() += 1;
                 let duration = params.get("DurationSeconds").and_then(|d| d.parse().ok()).unwrap_or(0);
                 sts.last_duration_seconds.store(duration, Relaxed);
                 if role.contains("denied") {
