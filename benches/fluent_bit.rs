@@ -76,8 +76,8 @@ struct Measured {
     peak_rss_kib: u64,
     peak_anon_kib: u64,
     peak_file_kib: u64,
-    /// RSS when asked for by the workload (idle figures), median of its samples.
-    idle_rss_kib: Vec<u64>,
+        /// (RSS, anonymous, file-backed) at each idle sample, medians of ten readings.
+    idle_kib: Vec<(u64, u64, u64)>,
     /// CPU-seconds and context switches (voluntary, involuntary) per thread name, read just
     /// before the stop signal.
     threads: Vec<(String, f64, u64, u64)>,
@@ -334,7 +334,7 @@ fn run(
         }
         Drive::Idle { burst } => {
             std::thread::sleep(Duration::from_secs(3));
-            m.idle_rss_kib.push(median_u64((0..10).map(|_| sample_rss(pid)).collect()));
+            m.idle_kib.push(sample_idle(pid));
             if std::env::var_os("CWRS_FB_SMAPS").is_some() {
                 eprintln!("    {} resident by mapping with no records yet: {}", out.label(), resident_by_mapping(pid));
             }
@@ -345,7 +345,7 @@ fn run(
                 std::thread::sleep(Duration::from_millis(100));
             }
             std::thread::sleep(Duration::from_secs(10));
-            m.idle_rss_kib.push(median_u64((0..10).map(|_| sample_rss(pid)).collect()));
+            m.idle_kib.push(sample_idle(pid));
             if std::env::var_os("CWRS_FB_SMAPS").is_some() {
                 eprintln!("    {} resident by mapping after the burst: {}", out.label(), resident_by_mapping(pid));
             }
@@ -427,9 +427,19 @@ fn resident_by_mapping(pid: u32) -> String {
     by.iter().take(14).map(|(n, r, a)| format!("{n} {r} KiB (anon {a})")).collect::<Vec<_>>().join(", ")
 }
 
-fn sample_rss(pid: u32) -> u64 {
-    std::thread::sleep(Duration::from_millis(100));
-    status_kib(pid, "VmRSS:")
+/// RSS, anonymous and file-backed resident memory: each the median of ten readings 100 ms apart.
+fn sample_idle(pid: u32) -> (u64, u64, u64) {
+    let readings: Vec<(u64, u64, u64)> = (0..10)
+        .map(|_| {
+            std::thread::sleep(Duration::from_millis(100));
+            (status_kib(pid, "VmRSS:"), status_kib(pid, "RssAnon:"), status_kib(pid, "RssFile:"))
+        })
+        .collect();
+    (
+        median_u64(readings.iter().map(|r| r.0).collect()),
+        median_u64(readings.iter().map(|r| r.1).collect()),
+        median_u64(readings.iter().map(|r| r.2).collect()),
+    )
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -654,7 +664,30 @@ fn report_overload(title: &str, r: &[(Out, Vec<Measured>)]) {
 fn report_idle(title: &str, r: &[(Out, Vec<Measured>)]) {
     println!("{title}");
     for (out, ms) in r {
-        let at = |i: usize| mib(median_u64(ms.iter().filter_map(|m| m.idle_rss_kib.get(i).copied()).collect()));
-        println!("  {:<17} {:.1} MiB with no records yet; {:.1} MiB after 1,000 records", out.label(), at(0), at(1));
+        let at = |i: usize, part: fn(&(u64, u64, u64)) -> u64| {
+            mib(median_u64(ms.iter().filter_map(|m| m.idle_kib.get(i).map(part)).collect()))
+        };
+        let (rss, anon, file): (fn(&(u64, u64, u64)) -> u64, fn(&(u64, u64, u64)) -> u64, fn(&(u64, u64, u64)) -> u64) =
+            (|x| x.0, |x| x.1, |x| x.2);
+        println!(
+            "  {:<17} {:.1} MiB (anon {:.1}, file {:.1}) with no records yet; {:.1} MiB (anon {:.1}, file {:.1}) 10 s after 1,000 records",
+            out.label(),
+            at(0, rss),
+            at(0, anon),
+            at(0, file),
+            at(1, rss),
+            at(1, anon),
+            at(1, file)
+        );
+    }
+    let idle = |out: Out, i: usize| {
+        of(r, out).map(|ms| median_u64(ms.iter().filter_map(|m| m.idle_kib.get(i).map(|x| x.0)).collect()) as f64)
+    };
+    if let (Some(c0), Some(rs0), Some(c1), Some(rs1)) = (idle(Out::C, 0), idle(Out::Rs, 0), idle(Out::C, 1), idle(Out::Rs, 1)) {
+        println!(
+            "  cloudwatch_rs - C, idle RSS: {:+.1} MiB with no records yet, {:+.1} MiB after 1,000 records",
+            (rs0 - c0) / 1024.0,
+            (rs1 - c1) / 1024.0
+        );
     }
 }
