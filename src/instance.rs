@@ -411,6 +411,7 @@ fn ecs_metadata(
 /// Sending as `config` says, with `clients`.
 fn delivery(label: &str, config: &Config, clients: Clients, stats: Arc<Stats>) -> Delivery {
     Delivery {
+        put: clients.put,
         client: clients.logs,
         credentials: clients.credentials,
         auto_create_group: config.auto_create_group,

@@ -2,9 +2,11 @@
 //! agent, timeouts), the HTTPS client every call goes through, and the CloudWatch Logs client
 //! that signs with the shared credential cache.
 
-use crate::aws::capped::capped;
+use crate::aws::capped::{capped, capped_connector};
 use crate::aws::credentials::CredentialCache;
 use crate::aws::metadata::EndpointCredentials;
+use crate::aws::put::PutSender;
+use crate::aws::signing::{ClockSkew, EndpointSettings, Target, UserAgent};
 use crate::core::config::{Config, ConfigError};
 use aws_config::default_provider::credentials::DefaultCredentialsChain;
 use aws_config::identity::IdentityCache;
@@ -15,6 +17,9 @@ use aws_config::timeout::TimeoutConfig;
 use aws_config::{AppName, BehaviorVersion, Region};
 use aws_credential_types::provider::SharedCredentialsProvider;
 use aws_sdk_cloudwatchlogs::Client;
+use aws_smithy_runtime_api::client::http::{HttpClient, HttpConnectorSettings, SharedHttpConnector};
+use aws_types::sdk_config::SdkConfig;
+use aws_types::service_config::ServiceConfigKey;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,8 +29,14 @@ pub fn attempt_timeout(flush_timeout: Duration) -> Duration {
     (flush_timeout / 3).clamp(Duration::from_secs(1), Duration::from_secs(10))
 }
 
+/// Every connection attempt's bound.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+
 /// What an instance talks to AWS with.
 pub struct Clients {
+    /// PutLogEvents, without the SDK's orchestrator.
+    pub put: PutSender,
+    /// Every other CloudWatch Logs call.
     pub logs: Client,
     pub credentials: Arc<CredentialCache>,
 }
@@ -34,7 +45,7 @@ pub struct Clients {
 /// only I/O here is reading `ca_bundle`.
 pub async fn clients(config: &Config) -> Result<Clients, ConfigError> {
     let timeouts = TimeoutConfig::builder()
-        .connect_timeout(Duration::from_secs(3))
+        .connect_timeout(CONNECT_TIMEOUT)
         .operation_attempt_timeout(attempt_timeout(config.flush_timeout))
         .build();
     let mut loader = aws_config::defaults(BehaviorVersion::latest())
@@ -50,7 +61,7 @@ pub async fn clients(config: &Config) -> Result<Clients, ConfigError> {
     if let Some(url) = &config.credentials_endpoint {
         loader = loader.credentials_provider(SharedCredentialsProvider::new(EndpointCredentials { url: url.clone() }));
     }
-    let http = https_client(config.ca_bundle.as_deref())?;
+    let (http, put_connector) = https_client(config.ca_bundle.as_deref())?;
     loader = loader.http_client(http.clone());
     if let Some(profile) = &config.profile {
         loader = loader.profile_name(profile);
@@ -81,7 +92,7 @@ pub async fn clients(config: &Config) -> Result<Clients, ConfigError> {
                         Some(p) => p,
                         None => SharedCredentialsProvider::new(
                             DefaultCredentialsChain::builder()
-                                .configure(ProviderConfig::default().with_http_client(http))
+                                .configure(ProviderConfig::default().with_http_client(http.clone()))
                                 .build()
                                 .await,
                         ),
@@ -102,14 +113,59 @@ pub async fn clients(config: &Config) -> Result<Clients, ConfigError> {
     if let Some(url) = &config.endpoint {
         logs = logs.endpoint_url(url);
     }
-    Ok(Clients { logs: Client::from_conf(logs.build()), credentials })
+    let endpoint = EndpointSettings {
+        region: config.region.clone(),
+        url: endpoint_url(config, &base),
+        use_fips: base.use_fips().unwrap_or(false),
+        use_dual_stack: base.use_dual_stack().unwrap_or(false),
+    };
+    let target = Target::resolve(&endpoint).map_err(|e| ConfigError {
+        key: if config.endpoint.is_some() { "endpoint" } else { "region" },
+        value: config.endpoint.clone().or_else(|| Some(config.region.clone())),
+        allowed: format!("a region or endpoint URL CloudWatch Logs can be reached at ({e})"),
+    })?;
+    let logs = logs.build();
+    let put = PutSender {
+        target,
+        user_agent: UserAgent::new(
+            logs.app_name(),
+            endpoint.url.is_some(),
+            http.connector_metadata().map(|m| m.to_string()),
+        ),
+        connector: put_connector,
+        attempt_timeout: attempt_timeout(config.flush_timeout),
+        credentials: credentials.clone(),
+        skew: ClockSkew::default(),
+    };
+    Ok(Clients { put, logs: Client::from_conf(logs), credentials })
+}
+
+/// The endpoint URL the SDK's client for `config` uses, as its config builder picks it from
+/// `base`: ours, else `AWS_ENDPOINT_URL_CLOUDWATCH_LOGS` / the profile's service section, else
+/// `AWS_ENDPOINT_URL` / the profile's `endpoint_url`.
+fn endpoint_url(config: &Config, base: &SdkConfig) -> Option<String> {
+    if let Some(url) = &config.endpoint {
+        return Some(url.clone());
+    }
+    if base.get_origin("endpoint_url").is_client_config() {
+        return base.endpoint_url().map(str::to_owned);
+    }
+    let key = ServiceConfigKey::builder().service_id("CloudWatch Logs").env("AWS_ENDPOINT_URL").profile("endpoint_url");
+    base.service_config()
+        .zip(key.build().ok())
+        .and_then(|(service, key)| service.load_config(key))
+        .or_else(|| base.endpoint_url().map(str::to_owned))
 }
 
 /// The HTTPS client every AWS call goes through: rustls with ring, the system's roots, and the
 /// CA certificates in `ca_bundle` when set; every answer read with a cap (`capped`). Built here rather than taken from the SDK's default
 /// (rustls with aws-lc) because ring is much less code than aws-lc, and the plugin's resident
 /// code is most of its memory at steady state (docs/PERFORMANCE.md).
-fn https_client(ca_bundle: Option<&str>) -> Result<aws_sdk_cloudwatchlogs::config::SharedHttpClient, ConfigError> {
+/// Also the same client's connector as PutLogEvents uses it (`CONNECT_TIMEOUT`, no read
+/// timeout: the attempt timeout bounds the rest), with its own connection pool.
+fn https_client(
+    ca_bundle: Option<&str>,
+) -> Result<(aws_sdk_cloudwatchlogs::config::SharedHttpClient, SharedHttpConnector), ConfigError> {
     use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode, TlsContext, TrustStore};
     let bad = |why: String| ConfigError {
         key: "ca_bundle",
@@ -127,18 +183,23 @@ fn https_client(ca_bundle: Option<&str>) -> Result<aws_sdk_cloudwatchlogs::confi
     let context = TlsContext::builder().with_trust_store(trust).build().map_err(|e| bad(e.to_string()))?;
     // Built connector by connector (as the SDK's default client is) so that HTTPS_PROXY /
     // HTTP_PROXY / NO_PROXY keep applying.
-    Ok(capped(aws_smithy_http_client::Builder::new().build_with_connector_fn(move |settings, components| {
+    let connector = move |settings: Option<&HttpConnectorSettings>, sleep| {
         let mut builder = aws_smithy_http_client::Connector::builder();
         builder.set_connector_settings(settings.cloned());
-        if let Some(components) = components {
-            builder.set_sleep_impl(components.sleep_impl());
-        }
+        builder.set_sleep_impl(sleep);
         builder
             .proxy_config(aws_smithy_http_client::proxy::ProxyConfig::from_env())
             .tls_provider(tls::Provider::Rustls(CryptoMode::Ring))
             .tls_context(context.clone())
             .build()
-    })))
+    };
+    // without a sleep implementation the connector takes tokio's, as the SDK's components give
+    let put_settings = HttpConnectorSettings::builder().connect_timeout(CONNECT_TIMEOUT).build();
+    let put = capped_connector(SharedHttpConnector::new(connector(Some(&put_settings), None)));
+    let client = capped(aws_smithy_http_client::Builder::new().build_with_connector_fn(move |settings, components| {
+        connector(settings, components.and_then(|c| c.sleep_impl()))
+    }));
+    Ok((client, put))
 }
 
 impl std::fmt::Debug for Clients {
