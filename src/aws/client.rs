@@ -119,14 +119,9 @@ pub async fn clients(config: &Config) -> Result<Clients, ConfigError> {
         use_fips: base.use_fips().unwrap_or(false),
         use_dual_stack: base.use_dual_stack().unwrap_or(false),
     };
-    let target = Target::resolve(&endpoint).map_err(|e| ConfigError {
-        key: if config.endpoint.is_some() { "endpoint" } else { "region" },
-        value: config.endpoint.clone().or_else(|| Some(config.region.clone())),
-        allowed: format!("a region or endpoint URL CloudWatch Logs can be reached at ({e})"),
-    })?;
     let logs = logs.build();
     let put = PutSender {
-        target,
+        target: Target::resolve(&endpoint),
         user_agent: UserAgent::new(
             logs.app_name(),
             endpoint.url.is_some(),

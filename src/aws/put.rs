@@ -4,7 +4,7 @@
 
 use crate::aws::credentials::CredentialCache;
 use crate::aws::errors::is_cloudwatch_success;
-use crate::aws::signing::{signed_put_request, ClockSkew, Target, UserAgent};
+use crate::aws::signing::{signed_put_request, ClockSkew, NoEndpoint, Target, UserAgent};
 use crate::core::batch::LogEvent;
 use aws_sdk_cloudwatchlogs::error::{ConnectorError, SdkError};
 use aws_sdk_cloudwatchlogs::operation::put_log_events::PutLogEventsError;
@@ -38,7 +38,8 @@ pub struct Accepted {
 /// Sends PutLogEvents of one instance: where and how resolved once, the HTTPS connector every
 /// AWS call goes through (proxy, `ca_bundle`, answer cap), the shared credential cache.
 pub struct PutSender {
-    pub target: Target,
+    /// An endpoint the rules refuse fails every call as the SDK's would, after the credentials.
+    pub target: Result<Target, NoEndpoint>,
     pub user_agent: UserAgent,
     pub connector: SharedHttpConnector,
     /// One attempt's bound, from credentials to the answer's last byte (`attempt_timeout`).
@@ -80,10 +81,11 @@ impl PutSender {
         let not_sent =
             |e: Box<dyn std::error::Error + Send + Sync>| SdkError::dispatch_failure(ConnectorError::other(e, None));
         let credentials = self.credentials.get().await.map_err(|e| not_sent(Box::new(e)))?;
+        let target = self.target.as_ref().map_err(|e| not_sent(Box::new(e.clone())))?;
         let user_agent = self.user_agent.value(&credentials);
         let now = SystemTime::now();
         let request =
-            signed_put_request(&self.target, body, log_format, &user_agent, credentials, self.skew.signing_time(now))
+            signed_put_request(target, body, log_format, &user_agent, credentials, self.skew.signing_time(now))
                 .map_err(not_sent)?;
         let sent = SystemTime::now();
         let mut response = self.connector.call(request).await.map_err(SdkError::dispatch_failure)?;
@@ -270,7 +272,7 @@ mod tests {
             ..Default::default()
         };
         PutSender {
-            target: Target::resolve(&settings).unwrap(),
+            target: Target::resolve(&settings),
             user_agent: UserAgent::new(None, true, None),
             connector: SharedHttpConnector::new(answers),
             attempt_timeout: Duration::from_millis(200),
@@ -347,6 +349,26 @@ mod tests {
             put_with(none, Answers(|| Ok(answer(200, AMZ, "{}")), false)),
             Err(Failure::NoCredentials(_))
         ));
+    }
+
+    /// Endpoint rules that refuse the settings (FIPS where the partition has none): every call
+    /// fails as the SDK's did, a dispatch failure retried within the flush, then by Fluent Bit.
+    #[test]
+    fn an_endpoint_the_rules_refuse_fails_each_call_as_through_the_sdk() {
+        let settings =
+            EndpointSettings { region: "us-east-1".into(), url: Some("not a url".into()), ..Default::default() };
+        let refused = Target::resolve(&settings);
+        assert!(refused.is_err(), "{refused:?}");
+        let credentials = Credentials::new("AKID", "secret", None, None, "test");
+        let mut sender =
+            sender(SharedCredentialsProvider::new(credentials), Answers(|| Ok(answer(200, "", "{}")), false));
+        sender.target = refused;
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let failure = rt.block_on(sender.put_log_events(Bytes::from_static(b"{}"), None)).map_err(|e| classify(&e));
+        assert!(
+            matches!(&failure, Err(Failure::Transient { throttled: false, detail }) if detail.contains("no CloudWatch Logs endpoint")),
+            "{failure:?}"
+        );
     }
 
     #[derive(Debug)]

@@ -540,7 +540,7 @@ mod tests {
         assert_eq!(put.attempt_timeout, Duration::from_secs(10));
         let user_agent = put.user_agent.value(&credentials);
         let lean = signed_put_request(
-            &put.target,
+            put.target.as_ref().unwrap(),
             Bytes::from(sdk.body.clone()),
             Some("json/emf"),
             &user_agent,
