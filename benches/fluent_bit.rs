@@ -304,6 +304,8 @@ fn run(
     }
     cmd.arg("-c").arg(dir.join("fluent-bit.conf"));
     let log = std::fs::File::create(dir.join("fluent-bit.log")).unwrap();
+    // Reaped below by `wait4`, which also gives its CPU time.
+    #[allow(clippy::zombie_processes)]
     let child = cmd
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
@@ -441,7 +443,7 @@ fn resident_by_mapping(pid: u32) -> String {
             }
         }
     }
-    by.sort_by(|a, b| b.1.cmp(&a.1));
+    by.sort_by_key(|e| std::cmp::Reverse(e.1));
     by.iter().take(14).map(|(n, r, a)| format!("{n} {r} KiB (anon {a})")).collect::<Vec<_>>().join(", ")
 }
 
@@ -683,11 +685,11 @@ fn report_overload(title: &str, r: &[(Out, Vec<Measured>)]) {
 fn report_idle(title: &str, r: &[(Out, Vec<Measured>)]) {
     println!("{title}");
     for (out, ms) in r {
-        let at = |i: usize, part: fn(&(u64, u64, u64)) -> u64| {
-            mib(median_u64(ms.iter().filter_map(|m| m.idle_kib.get(i).map(part)).collect()))
+        // part 0: RSS, 1: anonymous, 2: file-backed
+        let at = |i: usize, part: usize| {
+            mib(median_u64(ms.iter().filter_map(|m| m.idle_kib.get(i).map(|x| [x.0, x.1, x.2][part])).collect()))
         };
-        let (rss, anon, file): (fn(&(u64, u64, u64)) -> u64, fn(&(u64, u64, u64)) -> u64, fn(&(u64, u64, u64)) -> u64) =
-            (|x| x.0, |x| x.1, |x| x.2);
+        let (rss, anon, file) = (0, 1, 2);
         println!(
             "  {:<17} {:.1} MiB (anon {:.1}, file {:.1}) with no records yet; {:.1} MiB (anon {:.1}, file {:.1}) 10 s after 1,000 records",
             out.label(),

@@ -124,6 +124,11 @@ pub fn capped(client: SharedHttpClient) -> SharedHttpClient {
     SharedHttpClient::new(CappedClient(client))
 }
 
+/// `connector` with every answer body capped at `MAX_ANSWER_BYTES`.
+pub fn capped_connector(connector: SharedHttpConnector) -> SharedHttpConnector {
+    SharedHttpConnector::new(CappedConnector(connector))
+}
+
 #[derive(Debug)]
 struct CappedClient(SharedHttpClient);
 

@@ -2,9 +2,11 @@
 //! agent, timeouts), the HTTPS client every call goes through, and the CloudWatch Logs client
 //! that signs with the shared credential cache.
 
-use crate::aws::capped::capped;
+use crate::aws::capped::{capped, capped_connector};
 use crate::aws::credentials::CredentialCache;
 use crate::aws::metadata::EndpointCredentials;
+use crate::aws::put::PutSender;
+use crate::aws::signing::{ClockSkew, EndpointSettings, Target, UserAgent};
 use crate::core::config::{Config, ConfigError};
 use aws_config::default_provider::credentials::DefaultCredentialsChain;
 use aws_config::identity::IdentityCache;
@@ -12,9 +14,12 @@ use aws_config::provider_config::ProviderConfig;
 use aws_config::retry::RetryConfig;
 use aws_config::sts::AssumeRoleProvider;
 use aws_config::timeout::TimeoutConfig;
-use aws_config::{AppName, BehaviorVersion, Region, SdkConfig};
+use aws_config::{AppName, BehaviorVersion, Region};
 use aws_credential_types::provider::SharedCredentialsProvider;
 use aws_sdk_cloudwatchlogs::Client;
+use aws_smithy_runtime_api::client::http::{HttpClient, HttpConnectorSettings, SharedHttpClient, SharedHttpConnector};
+use aws_types::sdk_config::SdkConfig;
+use aws_types::service_config::ServiceConfigKey;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,6 +29,9 @@ pub fn attempt_timeout(flush_timeout: Duration) -> Duration {
     (flush_timeout / 3).clamp(Duration::from_secs(1), Duration::from_secs(10))
 }
 
+/// Every connection attempt's bound.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+
 /// What an instance talks to AWS with.
 pub struct Clients {
     /// The instance's own writer: `role_arn`, else the base credentials.
@@ -32,8 +40,10 @@ pub struct Clients {
     pub roles: RoleFactory,
 }
 
-/// A CloudWatch Logs client and the credential cache it signs with.
+/// What one identity writes with: PutLogEvents without the SDK's orchestrator, the SDK's
+/// client for every other CloudWatch Logs call, and the credential cache both sign with.
 pub struct Writer {
+    pub put: PutSender,
     pub logs: Client,
     pub credentials: Arc<CredentialCache>,
 }
@@ -46,6 +56,9 @@ pub struct RoleFactory {
     sts_conf: SdkConfig,
     sts: aws_sdk_sts::Client,
     config: Arc<Config>,
+    http: SharedHttpClient,
+    /// Every role's PutLogEvents shares the instance's connection pool.
+    put_connector: SharedHttpConnector,
 }
 
 impl RoleFactory {
@@ -54,7 +67,7 @@ impl RoleFactory {
         let provider = assume_role_provider(&self.config, role, &self.sts_conf).await;
         let cache = CredentialCache::new(provider, format!("role {role}"), Some(role.to_owned()), self.sts.clone());
         let credentials = CredentialCache::share_role(&self.config, role, cache);
-        Writer { logs: logs_client(&self.base, &self.config, &credentials), credentials }
+        writer(&self.base, &self.config, credentials, &self.http, self.put_connector.clone())
     }
 }
 
@@ -62,7 +75,7 @@ impl RoleFactory {
 /// only I/O here is reading `ca_bundle`.
 pub async fn clients(config: &Config) -> Result<Clients, ConfigError> {
     let timeouts = TimeoutConfig::builder()
-        .connect_timeout(Duration::from_secs(3))
+        .connect_timeout(CONNECT_TIMEOUT)
         .operation_attempt_timeout(attempt_timeout(config.flush_timeout))
         .build();
     let mut loader = aws_config::defaults(BehaviorVersion::latest())
@@ -78,7 +91,7 @@ pub async fn clients(config: &Config) -> Result<Clients, ConfigError> {
     if let Some(url) = &config.credentials_endpoint {
         loader = loader.credentials_provider(SharedCredentialsProvider::new(EndpointCredentials { url: url.clone() }));
     }
-    let http = https_client(config.ca_bundle.as_deref())?;
+    let (http, put_connector) = https_client(config.ca_bundle.as_deref())?;
     loader = loader.http_client(http.clone());
     if let Some(profile) = &config.profile {
         loader = loader.profile_name(profile);
@@ -100,7 +113,7 @@ pub async fn clients(config: &Config) -> Result<Clients, ConfigError> {
                         Some(p) => p,
                         None => SharedCredentialsProvider::new(
                             DefaultCredentialsChain::builder()
-                                .configure(ProviderConfig::default().with_http_client(http))
+                                .configure(ProviderConfig::default().with_http_client(http.clone()))
                                 .build()
                                 .await,
                         ),
@@ -112,8 +125,9 @@ pub async fn clients(config: &Config) -> Result<Clients, ConfigError> {
             CredentialCache::share(config, cache)
         }
     };
-    let own = Arc::new(Writer { logs: logs_client(&base, config, &credentials), credentials });
-    Ok(Clients { own, roles: RoleFactory { base, sts_conf, sts, config: Arc::new(config.clone()) } })
+    let own = Arc::new(writer(&base, config, credentials, &http, put_connector.clone()));
+    let config = Arc::new(config.clone());
+    Ok(Clients { own, roles: RoleFactory { base, sts_conf, sts, config, http, put_connector } })
 }
 
 /// AssumeRole of `role` on top of the base credentials, with the instance's session settings.
@@ -127,10 +141,17 @@ async fn assume_role_provider(config: &Config, role: &str, sts_conf: &SdkConfig)
     SharedCredentialsProvider::new(p.configure(sts_conf).build().await)
 }
 
-/// The CloudWatch Logs client signing with `credentials`. Delivery retries itself, within the
-/// flush deadline; the SDK's own retries would stack. Credentials come from the shared cache on
-/// every request (a clone of an Arc).
-fn logs_client(base: &SdkConfig, config: &Config, credentials: &Arc<CredentialCache>) -> Client {
+/// The writer signing with `credentials`: the SDK's CloudWatch Logs client and the lean
+/// PutLogEvents sender, both for the same endpoint. Delivery retries itself, within the flush
+/// deadline; the SDK's own retries would stack. Credentials come from the shared cache on every
+/// request (a clone of an Arc).
+fn writer(
+    base: &SdkConfig,
+    config: &Config,
+    credentials: Arc<CredentialCache>,
+    http: &SharedHttpClient,
+    put_connector: SharedHttpConnector,
+) -> Writer {
     let mut logs = aws_sdk_cloudwatchlogs::config::Builder::from(base)
         .retry_config(RetryConfig::disabled())
         .identity_cache(IdentityCache::no_cache())
@@ -138,14 +159,53 @@ fn logs_client(base: &SdkConfig, config: &Config, credentials: &Arc<CredentialCa
     if let Some(url) = &config.endpoint {
         logs = logs.endpoint_url(url);
     }
-    Client::from_conf(logs.build())
+    let endpoint = EndpointSettings {
+        region: config.region.clone(),
+        url: endpoint_url(config, base),
+        use_fips: base.use_fips().unwrap_or(false),
+        use_dual_stack: base.use_dual_stack().unwrap_or(false),
+    };
+    let logs = logs.build();
+    let put = PutSender {
+        target: Target::resolve(&endpoint),
+        user_agent: UserAgent::new(
+            logs.app_name(),
+            endpoint.url.is_some(),
+            http.connector_metadata().map(|m| m.to_string()),
+        ),
+        connector: put_connector,
+        attempt_timeout: attempt_timeout(config.flush_timeout),
+        credentials: credentials.clone(),
+        skew: ClockSkew::default(),
+    };
+    Writer { put, logs: Client::from_conf(logs), credentials }
+}
+/// The endpoint URL the SDK's client for `config` uses, as its config builder picks it from
+/// `base`: ours, else `AWS_ENDPOINT_URL_CLOUDWATCH_LOGS` / the profile's service section, else
+/// `AWS_ENDPOINT_URL` / the profile's `endpoint_url`.
+fn endpoint_url(config: &Config, base: &SdkConfig) -> Option<String> {
+    if let Some(url) = &config.endpoint {
+        return Some(url.clone());
+    }
+    if base.get_origin("endpoint_url").is_client_config() {
+        return base.endpoint_url().map(str::to_owned);
+    }
+    let key = ServiceConfigKey::builder().service_id("CloudWatch Logs").env("AWS_ENDPOINT_URL").profile("endpoint_url");
+    base.service_config()
+        .zip(key.build().ok())
+        .and_then(|(service, key)| service.load_config(key))
+        .or_else(|| base.endpoint_url().map(str::to_owned))
 }
 
 /// The HTTPS client every AWS call goes through: rustls with ring, the system's roots, and the
 /// CA certificates in `ca_bundle` when set; every answer read with a cap (`capped`). Built here rather than taken from the SDK's default
 /// (rustls with aws-lc) because ring is much less code than aws-lc, and the plugin's resident
 /// code is most of its memory at steady state (docs/PERFORMANCE.md).
-fn https_client(ca_bundle: Option<&str>) -> Result<aws_sdk_cloudwatchlogs::config::SharedHttpClient, ConfigError> {
+/// Also the same client's connector as PutLogEvents uses it (`CONNECT_TIMEOUT`, no read
+/// timeout: the attempt timeout bounds the rest), with its own connection pool.
+fn https_client(
+    ca_bundle: Option<&str>,
+) -> Result<(aws_sdk_cloudwatchlogs::config::SharedHttpClient, SharedHttpConnector), ConfigError> {
     use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode, TlsContext, TrustStore};
     let bad = |why: String| ConfigError {
         key: "ca_bundle",
@@ -163,18 +223,23 @@ fn https_client(ca_bundle: Option<&str>) -> Result<aws_sdk_cloudwatchlogs::confi
     let context = TlsContext::builder().with_trust_store(trust).build().map_err(|e| bad(e.to_string()))?;
     // Built connector by connector (as the SDK's default client is) so that HTTPS_PROXY /
     // HTTP_PROXY / NO_PROXY keep applying.
-    Ok(capped(aws_smithy_http_client::Builder::new().build_with_connector_fn(move |settings, components| {
+    let connector = move |settings: Option<&HttpConnectorSettings>, sleep| {
         let mut builder = aws_smithy_http_client::Connector::builder();
         builder.set_connector_settings(settings.cloned());
-        if let Some(components) = components {
-            builder.set_sleep_impl(components.sleep_impl());
-        }
+        builder.set_sleep_impl(sleep);
         builder
             .proxy_config(aws_smithy_http_client::proxy::ProxyConfig::from_env())
             .tls_provider(tls::Provider::Rustls(CryptoMode::Ring))
             .tls_context(context.clone())
             .build()
-    })))
+    };
+    // without a sleep implementation the connector takes tokio's, as the SDK's components give
+    let put_settings = HttpConnectorSettings::builder().connect_timeout(CONNECT_TIMEOUT).build();
+    let put = capped_connector(SharedHttpConnector::new(connector(Some(&put_settings), None)));
+    let client = capped(aws_smithy_http_client::Builder::new().build_with_connector_fn(move |settings, components| {
+        connector(settings, components.and_then(|c| c.sleep_impl()))
+    }));
+    Ok((client, put))
 }
 
 impl std::fmt::Debug for Clients {

@@ -4,7 +4,7 @@
 
 use crate::aws::client::Writer;
 use crate::aws::errors::{classify, Failure};
-use crate::aws::put::{put_log_events, Rejected};
+use crate::aws::put::{Accepted, Rejected};
 use crate::aws::retry::{jittered_backoff, RetryPolicy};
 use crate::aws::roles::RoleWriters;
 use crate::core::batch::{request_body, LogEvent};
@@ -13,7 +13,7 @@ use crate::core::naming::StreamKey;
 use crate::log::{log_debug, log_error, log_info, log_warn};
 use crate::stats::Stats;
 use crate::stop::SinceStop;
-use aws_sdk_cloudwatchlogs::types::{LogGroupClass, RejectedLogEventsInfo};
+use aws_sdk_cloudwatchlogs::types::LogGroupClass;
 use aws_sdk_cloudwatchlogs::Client;
 use bytes::Bytes;
 use std::sync::Arc;
@@ -115,13 +115,11 @@ impl Delivery {
             // The body was written once, straight from the arena; every attempt gets a clone of it.
             let put = self
                 .retry(writer, deadline)
-                .run("PutLogEvents", || {
-                    put_log_events(&writer.logs, group, stream, body.clone(), self.log_format.clone())
-                })
+                .run("PutLogEvents", || writer.put.put_log_events(body.clone(), self.log_format.as_deref()))
                 .await;
             let failure = match put {
                 Ok(out) => {
-                    let rejected = out.rejected_log_events_info().map_or(0, |info| self.count_rejected(info, events));
+                    let rejected = self.count_rejected(&out, events);
                     Stats::add(&self.stats.events_sent, events.len() as u64 - rejected);
                     Stats::add(&self.stats.bytes_sent, events.iter().map(|e| e.len as u64).sum());
                     Stats::add(&self.stats.batches_sent, 1);
@@ -342,14 +340,8 @@ impl Delivery {
     }
 
     /// Counts and logs events CloudWatch rejected one by one; returns how many.
-    fn count_rejected(&self, info: &RejectedLogEventsInfo, events: &[LogEvent]) -> u64 {
-        let r = Rejected::from_indexes(
-            info.too_old_log_event_end_index(),
-            info.expired_log_event_end_index(),
-            info.too_new_log_event_start_index(),
-            events,
-            now_millis(),
-        );
+    fn count_rejected(&self, info: &Accepted, events: &[LogEvent]) -> u64 {
+        let r = Rejected::from_indexes(info.too_old_end, info.expired_end, info.too_new_start, events, now_millis());
         let (n, old) = (events.len(), r.too_old + r.expired);
         if r.total() > 0 {
             let span = |r: &[LogEvent]| r.first().zip(r.last()).map(|(a, b)| (a.timestamp, b.timestamp));

@@ -318,7 +318,8 @@ impl Intercept for ExpectCloudWatchAnswer {
     }
 }
 
-fn is_cloudwatch_success(raw: &HttpResponse) -> bool {
+/// A 2xx answer in CloudWatch Logs' shape (see `ExpectCloudWatchAnswer`).
+pub fn is_cloudwatch_success(raw: &HttpResponse) -> bool {
     let body = raw.body().bytes().unwrap_or_default();
     if body.iter().all(u8::is_ascii_whitespace) {
         return JSON_TYPES.contains(&media_type(raw).as_str());

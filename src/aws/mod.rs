@@ -1,8 +1,8 @@
 //! The async shell over the AWS SDK: clients, credentials, and delivery of planned batches.
 //! It uses the core; the core never uses it. Imports run one way:
-//! `delivery` → `put`, `retry` → `errors`; `client` → `capped`, `credentials` → `errors`, `retry`;
-//! `metadata` → `capped`; `startup_check` → `client`, `errors`; `roles` → `client`,
-//! `startup_check`; `delivery` → `roles`.
+//! `delivery` → `put` → `signing`, `credentials`; `retry` → `errors`; `client` → `capped`,
+//! `credentials` → `errors`, `retry`; `metadata` → `capped`; `startup_check` → `client`,
+//! `errors`; `roles` → `client`, `startup_check`; `delivery` → `roles`.
 
 /// Every answer read with a cap: the HTTPS client's answer bodies, counted as they arrive.
 pub mod capped;
@@ -16,11 +16,13 @@ pub mod delivery;
 pub mod errors;
 /// ECS task metadata and `credentials_endpoint` over plain HTTP.
 pub mod metadata;
-/// PutLogEvents with a pre-encoded body; events rejected one by one.
+/// PutLogEvents with a pre-encoded body, without the SDK's orchestrator; events rejected one by one.
 pub mod put;
 /// The retry loop and its backoff, within the flush deadline.
 pub mod retry;
 /// The writers of roles chosen per record: built on first use, least recently used dropped.
 pub mod roles;
+/// The endpoint, user agent, SigV4 signature and clock skew of a PutLogEvents request.
+pub mod signing;
 /// The startup check: identity, AssumeRole, may the group be written.
 pub mod startup_check;
