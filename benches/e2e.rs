@@ -98,12 +98,7 @@ fn main() {
     let url = lines.next().unwrap().unwrap().trim_start_matches("URL ").to_string();
     let ca = lines.next().unwrap().unwrap().trim_start_matches("CA ").to_string();
 
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .unwrap_or_default()
-        .lines()
-        .find(|l| l.starts_with("model name"))
-        .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
-        .unwrap_or_default();
+    let cpu = support::cpu_model();
     println!(
         "end to end over TLS into the strict endpoint (another process), Workers 2, median of {RUNS} runs; {} cores, {cpu}; release build",
         std::thread::available_parallelism().map_or(0, |n| n.get())

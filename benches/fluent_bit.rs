@@ -524,12 +524,7 @@ fn main() {
         None => vec![Out::Null, Out::C, Out::Rs],
     };
     let wanted = |w: &str| only.as_ref().is_none_or(|l| l.iter().any(|s| s == w));
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .unwrap_or_default()
-        .lines()
-        .find(|l| l.starts_with("model name"))
-        .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
-        .unwrap_or_default();
+    let cpu = support::cpu_model();
     println!(
         "bench fluent_bit: {version} ({}), plugin {}; {} cores, {cpu}; {runs} rounds, outputs alternating; TLS into the strict endpoint",
         ctx.fluent_bit.display(),

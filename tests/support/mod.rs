@@ -38,6 +38,16 @@ pub fn python() -> PathBuf {
     from_env_or("CWRS_PYTHON", root().join(".venv/bin/python"))
 }
 
+/// The CPU's model name, for a benchmark's header line.
+pub fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with("model name"))
+        .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        .unwrap_or_default()
+}
+
 /// A fresh scratch directory under the system temp dir.
 pub fn scratch(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("cwrs-{name}-{}-{}", std::process::id(), unique()));
