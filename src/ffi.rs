@@ -19,7 +19,7 @@ use crate::sync::lock;
 use std::collections::HashSet;
 use std::ffi::{c_char, c_int, c_void, CStr, CString};
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, AtomicI32, AtomicUsize, Ordering::SeqCst};
+use std::sync::atomic::{AtomicI32, AtomicUsize, Ordering::SeqCst};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -152,18 +152,9 @@ pub extern "C" fn FLBPluginInit(plugin: *mut sys::flbgo_output_plugin) -> c_int 
         let Some(get_property) = (unsafe { (*api).output_get_property }) else {
             return 0;
         };
-        let get = |key: &str| -> Option<String> {
-            let key = CString::new(key).ok()?;
-            // SAFETY: o_ins is this instance; the result is NULL or a NUL-terminated string
-            // Fluent Bit owns, copied here before anything else runs.
-            let value = unsafe { get_property(key.as_ptr(), o_ins) };
-            if value.is_null() {
-                return None;
-            }
-            let value = unsafe { CStr::from_ptr(value) }.to_string_lossy().trim().to_owned();
-            (!value.is_empty()).then_some(value)
-        };
-        match Instance::start(get, |k| std::env::var(k).ok()) {
+        let properties = Properties { get_property, o_ins };
+        let get = |key: &str| properties.get(key);
+        match start_off_thread(get) {
             Ok(instance) => {
                 stop_signals::watch();
                 let ptr = Box::into_raw(Box::new(instance));
@@ -180,6 +171,46 @@ pub extern "C" fn FLBPluginInit(plugin: *mut sys::flbgo_output_plugin) -> c_int 
     })
 }
 
+/// The instance's `[OUTPUT]` keys, read through Fluent Bit's API.
+struct Properties {
+    get_property: unsafe extern "C" fn(*const c_char, *mut c_void) -> *const c_char,
+    o_ins: *mut c_void,
+}
+
+// SAFETY: read only during Init, from the thread `start_off_thread` makes while the Fluent Bit
+// thread that called Init waits for it: nothing else reads or changes the instance's keys then.
+unsafe impl Send for Properties {}
+unsafe impl Sync for Properties {}
+
+impl Properties {
+    /// The key's value, trimmed; `None` if unset or empty.
+    fn get(&self, key: &str) -> Option<String> {
+        let key = CString::new(key).ok()?;
+        // SAFETY: o_ins is this instance; the result is NULL or a NUL-terminated string
+        // Fluent Bit owns, copied here before anything else runs.
+        let value = unsafe { (self.get_property)(key.as_ptr(), self.o_ins) };
+        if value.is_null() {
+            return None;
+        }
+        let value = unsafe { CStr::from_ptr(value) }.to_string_lossy().trim().to_owned();
+        (!value.is_empty()).then_some(value)
+    }
+}
+
+/// Runs `Instance::start` on a thread of its own, joined before Init returns: the startup check
+/// runs the SDK's deep call stacks, and a thread's stack pages are given back when it exits,
+/// where Fluent Bit's thread that calls Init would keep them for good. (Inline if no thread can
+/// be made.)
+fn start_off_thread(
+    get: impl Fn(&str) -> Option<String> + Send + Sync,
+) -> Result<Arc<Instance>, (String, crate::instance::InitError)> {
+    let start = || Instance::start(&get, |k| std::env::var(k).ok());
+    std::thread::scope(|scope| match std::thread::Builder::new().name("cwrs-init".into()).spawn_scoped(scope, start) {
+        Ok(thread) => thread.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
+        Err(_) => start(),
+    })
+}
+
 /// Copies the chunk and tag, and blocks (with a deadline) while the runtime delivers them.
 #[no_mangle]
 pub extern "C" fn FLBPluginFlushCtx(ctx: *mut c_void, data: *const c_void, size: usize, tag: *mut c_char) -> c_int {
@@ -191,6 +222,7 @@ pub extern "C" fn FLBPluginFlushCtx(ctx: *mut c_void, data: *const c_void, size:
         // SAFETY: a non-NULL ctx is the Box<Arc<Instance>> Init stored; Fluent Bit calls
         // ExitCtx (which frees it) only after every flush of the instance returned.
         let instance: Arc<Instance> = unsafe { (*(ctx as *const Arc<Instance>)).clone() };
+        stop_signals::watch();
         let chunk: &[u8] = if data.is_null() || size == 0 {
             &[]
         } else {
@@ -234,6 +266,7 @@ pub extern "C" fn FLBPluginExitCtx(ctx: *mut c_void) -> c_int {
 pub extern "C" fn FLBPluginUnregister(_def: *mut sys::flb_plugin_proxy_def) {
     boundary("FLBPluginUnregister", (), || {
         if runtime::unregister() {
+            join_give_back();
             // the runtime (and its watchdog) has stopped; Fluent Bit may unload the library next,
             // and a handler left pointing into it would crash the process at the next signal
             stop_signals::restore();
@@ -242,15 +275,215 @@ pub extern "C" fn FLBPluginUnregister(_def: *mut sys::flb_plugin_proxy_def) {
     })
 }
 
-/// Gives the allocator's free pages back to the system: called once the plugin has been idle a
-/// while and has dropped its kept buffers (glibc keeps freed memory in its per-thread arenas
-/// otherwise). It trims the whole process's glibc heap; under another allocator (Fluent Bit
-/// built with jemalloc) there is nothing of ours in glibc's arenas and it changes nothing.
-pub fn return_free_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: malloc_trim takes no pointer and only walks glibc's arenas, under their locks.
+/// Gives memory back to the system once the whole plugin has been idle a while (and after Init,
+/// whose code and scratch memory are not needed again): glibc's free pages, which it keeps in
+/// its per-thread arenas otherwise, and the resident pages of the plugin's own code and
+/// read-only data (`code_pages`). It trims the whole process's glibc heap; under another
+/// allocator (Fluent Bit built with jemalloc) there is nothing of ours in glibc's arenas and
+/// that part changes nothing.
+///
+/// It runs on a thread of its own, `delay` from now (time for the runtime's thread to park), and
+/// only if `still_quiet()` then. Whatever of the plugin's code runs after its pages are released
+/// maps them again, 64 KiB or more at a time: from this thread, only the return from its start
+/// function into the C library, while the runtime's threads sleep in the kernel. The thread is
+/// joined by the next give-back, or by the last Unregister (`join_give_back`), so none outlives
+/// the plugin. Never unwinds: a panic in `still_quiet` just means no give-back.
+pub fn give_back_memory_later(delay: Duration, still_quiet: impl FnOnce() -> bool + Send + 'static) {
+    let mut running = lock(&GIVE_BACK_THREAD);
+    join(running.take());
+    let job: Box<GiveBack> = Box::new(GiveBack { delay, still_quiet: Box::new(still_quiet) });
+    let job = Box::into_raw(job);
+    // SAFETY: a zeroed pthread_attr_t is initialised by pthread_attr_init before use; the new
+    // thread takes ownership of `job` (freed there, or here if the thread was not made).
     unsafe {
-        libc::malloc_trim(0);
+        let mut attr: libc::pthread_attr_t = std::mem::zeroed();
+        let mut thread: libc::pthread_t = std::mem::zeroed();
+        let made = libc::pthread_attr_init(&mut attr) == 0
+            && libc::pthread_attr_setstacksize(&mut attr, GIVE_BACK_STACK) == 0
+            && libc::pthread_create(&mut thread, &attr, give_back_thread, job.cast()) == 0;
+        libc::pthread_attr_destroy(&mut attr);
+        if made {
+            libc::pthread_setname_np(thread, c"cwrs-give-back".as_ptr());
+            *running = Some(thread);
+        } else {
+            drop(Box::from_raw(job));
+        }
+    }
+}
+
+/// The give-back thread last started, until it is joined.
+static GIVE_BACK_THREAD: Mutex<Option<libc::pthread_t>> = Mutex::new(None);
+
+/// Waits for the give-back thread, if one was started (at most its `delay` and a trim).
+pub fn join_give_back() {
+    join(lock(&GIVE_BACK_THREAD).take());
+}
+
+fn join(thread: Option<libc::pthread_t>) {
+    if let Some(thread) = thread {
+        // SAFETY: a joinable thread this module made and has not joined yet (taken out of
+        // GIVE_BACK_THREAD under its lock, so exactly once).
+        unsafe { libc::pthread_join(thread, std::ptr::null_mut()) };
+    }
+}
+
+struct GiveBack {
+    delay: Duration,
+    still_quiet: Box<dyn FnOnce() -> bool + Send>,
+}
+
+/// Enough for glibc's trim and the loader's iteration (the thread runs nothing else).
+const GIVE_BACK_STACK: usize = 256 << 10;
+
+extern "C" fn give_back_thread(job: *mut c_void) -> *mut c_void {
+    // SAFETY: a full set built by sigfillset, applied to this thread only: signal handlers run
+    // on Fluent Bit's threads, never on this one.
+    unsafe {
+        let mut all: libc::sigset_t = std::mem::zeroed();
+        libc::sigfillset(&mut all);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &all, std::ptr::null_mut());
+    }
+    // everything this thread allocated is freed before the code pages are released
+    let quiet = {
+        // SAFETY: `job` is the Box `give_back_memory_later` leaked for this thread alone.
+        let GiveBack { delay, still_quiet } = *unsafe { Box::from_raw(job.cast::<GiveBack>()) };
+        std::thread::sleep(delay);
+        catch_unwind(AssertUnwindSafe(still_quiet)).unwrap_or(false)
+    };
+    if quiet {
+        #[cfg(all(target_os = "linux", target_env = "gnu"))]
+        // SAFETY: malloc_trim takes no pointer and only walks glibc's arenas, under their locks.
+        unsafe {
+            libc::malloc_trim(0);
+        }
+        #[cfg(target_os = "linux")]
+        code_pages::release();
+    }
+    std::ptr::null_mut()
+}
+
+/// `pipe`'s readiness on the current runtime (the stop's wake-up: see `stop`).
+pub fn readiness(pipe: std::io::PipeReader) -> Option<tokio::io::unix::AsyncFd<std::io::PipeReader>> {
+    // SAFETY: the PipeReader owns its descriptor, open until the AsyncFd (which owns the
+    // reader) drops it, and always reports that same descriptor.
+    unsafe { tokio::io::unix::AsyncFd::register(pipe) }.ok()
+}
+
+/// The plugin's code is most of what it adds to an idle Fluent Bit's memory: the pages that ran
+/// (the startup check runs the whole request path) stay mapped, each with up to 64 KiB around
+/// it that the kernel mapped with it. An idle plugin runs nothing (no timers: see `stop`,
+/// `instance`), so they are given back: first marked cold (so they leave the working set that
+/// container runtimes count), then unmapped. They are clean pages of the `.so` file: the next
+/// flush maps them again from the page cache (a few dozen minor faults), or reads them back
+/// if the kernel has since reclaimed them. Writable segments (relocated data, statics) are
+/// never touched; nor is anything while a debugger is attached, whose breakpoints live in
+/// private copies of code pages that unmapping would drop.
+#[cfg(target_os = "linux")]
+mod code_pages {
+    use super::*;
+
+    /// At most this many read-only segments are released (an ELF object has two or three).
+    const MOST: usize = 8;
+    /// Pages left mapped from the start of each function the thread still runs after the first
+    /// unmapping (both are far smaller).
+    const KEEP_PAGES: usize = 2;
+
+    fn page_size() -> usize {
+        // SAFETY: sysconf with a valid name
+        usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap_or(4096).max(4096)
+    }
+
+    /// Makes this object's read-only segments cold, then unmaps them. The ranges are found
+    /// first, so that nothing but this function's own loop runs between the first unmapping and
+    /// its return.
+    #[inline(never)]
+    pub fn release() {
+        if traced() {
+            return;
+        }
+        let mut found = Found { here: release as fn() as usize, ranges: [(0, 0); MOST], count: 0 };
+        // SAFETY: dl_iterate_phdr calls `each_object` with valid dl_phdr_info pointers, one
+        // object at a time, under the loader's lock; `found` outlives the call.
+        unsafe {
+            libc::dl_iterate_phdr(Some(each_object), (&raw mut found).cast());
+        }
+        // The pages the rest of this thread runs from stay mapped (this function's loop, the
+        // thread's start function it returns to): unmapped, the return from the first call
+        // would map them again, and with them the whole folio they are in (64 KiB or more).
+        let page = page_size();
+        let mut ranges = [(0, 0); 3 * MOST];
+        let mut count = 0;
+        for &(start, len) in &found.ranges[..found.count] {
+            let mut from = start;
+            for code in [release as fn() as usize, give_back_thread as *const () as usize].map(|f| f / page * page) {
+                let keep = (code.max(from), (code + KEEP_PAGES * page).min(start + len));
+                if keep.0 >= keep.1 {
+                    continue;
+                }
+                if keep.0 > from {
+                    ranges[count] = (from, keep.0 - from);
+                    count += 1;
+                }
+                from = keep.1;
+            }
+            if start + len > from {
+                ranges[count] = (from, start + len - from);
+                count += 1;
+            }
+        }
+        for advice in [libc::MADV_COLD, libc::MADV_DONTNEED] {
+            for &(start, len) in &ranges[..count] {
+                // SAFETY: whole pages of a read-only, file-backed mapping of this object: cold
+                // only moves them on the kernel's lists; unmapping clean file pages loses
+                // nothing (the next access maps the file's page again). Either may fail (an
+                // old kernel, mlock): then the pages just stay.
+                unsafe { libc::madvise(start as *mut c_void, len, advice) };
+            }
+        }
+    }
+
+    struct Found {
+        /// An address inside this object.
+        here: usize,
+        /// (start, length) of each read-only segment, whole pages.
+        ranges: [(usize, usize); MOST],
+        count: usize,
+    }
+
+    /// Whether a tracer (a debugger) is attached: `TracerPid` in /proc/self/status.
+    fn traced() -> bool {
+        std::fs::read_to_string("/proc/self/status")
+            .ok()
+            .and_then(|s| s.lines().find_map(|l| l.strip_prefix("TracerPid:").map(|v| v.trim() != "0")))
+            .unwrap_or(true)
+    }
+
+    /// For the object that holds `release` (this `.so`): the whole pages of each loadable
+    /// segment that is not writable. Returns 1 (stop) once it is found.
+    unsafe extern "C" fn each_object(info: *mut libc::dl_phdr_info, _size: usize, data: *mut c_void) -> c_int {
+        // SAFETY: both pointers are valid for this call (see `release`); the program headers
+        // are `dlpi_phnum` entries the loader keeps for the object's lifetime.
+        let (info, found) = unsafe { (&*info, &mut *data.cast::<Found>()) };
+        if info.dlpi_phdr.is_null() {
+            return 0;
+        }
+        let headers = unsafe { std::slice::from_raw_parts(info.dlpi_phdr, usize::from(info.dlpi_phnum)) };
+        let base = info.dlpi_addr as usize;
+        let loaded = || headers.iter().filter(|h| h.p_type == libc::PT_LOAD);
+        let span = |h: &libc::Elf64_Phdr| (base + h.p_vaddr as usize, base + (h.p_vaddr + h.p_memsz) as usize);
+        if !loaded().any(|h| (span(h).0..span(h).1).contains(&found.here)) {
+            return 0;
+        }
+        let page = page_size();
+        for h in loaded().filter(|h| h.p_flags & libc::PF_W == 0) {
+            let (start, end) = span(h);
+            let (start, end) = (start.div_ceil(page) * page, end / page * page);
+            if end > start && found.count < MOST {
+                found.ranges[found.count] = (start, end - start);
+                found.count += 1;
+            }
+        }
+        1
     }
 }
 
@@ -259,41 +492,26 @@ pub fn return_free_memory() {
 mod stop_signals {
     use super::*;
 
-    /// The signals on which both 1.9 and 5.x Fluent Bit stop (SIGHUP reloads in 5.x: not one).
-    const SIGNALS: [c_int; 3] = [libc::SIGTERM, libc::SIGINT, libc::SIGQUIT];
-    /// How often the watchdog checks that our handlers are still the ones installed: Fluent
-    /// Bit re-installs its own from its SIGHUP/SIGCONT handler.
-    const WATCHDOG_EVERY: Duration = Duration::from_secs(1);
+    /// The signals on which both 1.9 and 5.x Fluent Bit stop (SIGHUP reloads in 5.x: not one),
+    /// then the two whose Fluent Bit handler re-installs all of Fluent Bit's handlers in front
+    /// of ours (`flb_signal_init`): ours runs it, then takes its place again at once.
+    const SIGNALS: [c_int; 5] = [libc::SIGTERM, libc::SIGINT, libc::SIGQUIT, libc::SIGHUP, libc::SIGCONT];
+    const STOPS: usize = 3;
 
     /// The handler each of ours replaced (`sa_sigaction`) and its flags, read in the handler:
     /// atomics, since a handler may not take a lock.
-    static PREVIOUS: [AtomicUsize; 3] = [AtomicUsize::new(0), AtomicUsize::new(0), AtomicUsize::new(0)];
-    static PREVIOUS_FLAGS: [AtomicI32; 3] = [AtomicI32::new(0), AtomicI32::new(0), AtomicI32::new(0)];
-    /// A watchdog runs on the current runtime.
-    static WATCHING: AtomicBool = AtomicBool::new(false);
+    static PREVIOUS: [AtomicUsize; 5] = [const { AtomicUsize::new(0) }; 5];
+    static PREVIOUS_FLAGS: [AtomicI32; 5] = [const { AtomicI32::new(0) }; 5];
 
-    /// Installs the handlers (once) and starts the watchdog on the runtime.
+    /// Installs the handlers, where they are not (each Init, and each flush: another library
+    /// may have put its own in front since).
     pub fn watch() {
+        stop::prepare();
         install();
-        if WATCHING.swap(true, SeqCst) {
-            return;
-        }
-        match runtime::running() {
-            Some(handle) => {
-                handle.spawn(async {
-                    loop {
-                        tokio::time::sleep(WATCHDOG_EVERY).await;
-                        install();
-                    }
-                });
-            }
-            None => WATCHING.store(false, SeqCst),
-        }
     }
 
     /// Puts back the handlers ours replaced (where ours are still installed).
     pub fn restore() {
-        WATCHING.store(false, SeqCst);
         for (i, &signal) in SIGNALS.iter().enumerate() {
             // SAFETY: sigaction with a zeroed struct to read into and a valid signal number.
             unsafe {
@@ -311,14 +529,15 @@ mod stop_signals {
     }
 
     fn ours() -> libc::sighandler_t {
-        on_stop_signal as extern "C" fn(c_int, *mut libc::siginfo_t, *mut c_void) as libc::sighandler_t
+        on_signal as extern "C" fn(c_int, *mut libc::siginfo_t, *mut c_void) as libc::sighandler_t
     }
 
     /// Puts our handler in front of each signal's current one, unless it is already there.
+    /// Async-signal-safe (sigaction and atomics): the handler calls it too.
     fn install() {
         for (i, &signal) in SIGNALS.iter().enumerate() {
             // SAFETY: sigaction reads into a zeroed struct, then installs a handler that is
-            // async-signal-safe (`on_stop_signal`) with an empty mask.
+            // async-signal-safe (`on_signal`) with an empty mask.
             unsafe {
                 let mut current: libc::sigaction = std::mem::zeroed();
                 if libc::sigaction(signal, std::ptr::null(), &mut current) != 0 || current.sa_sigaction == ours() {
@@ -336,11 +555,18 @@ mod stop_signals {
         }
     }
 
-    /// Records the stop, then does what the replaced handler would have done. Only
-    /// async-signal-safe work: an atomic store, atomic loads, and the previous handler.
-    extern "C" fn on_stop_signal(signal: c_int, info: *mut libc::siginfo_t, context: *mut c_void) {
-        stop::request();
+    /// Records a stop (and wakes the runtime with one byte on the stop pipe), then does what
+    /// the replaced handler would have done; after SIGHUP and SIGCONT, whose Fluent Bit handler
+    /// re-installs Fluent Bit's handlers, puts ours back in front. Only async-signal-safe work:
+    /// atomics, `write`, `sigaction`, and the previous handler.
+    extern "C" fn on_signal(signal: c_int, info: *mut libc::siginfo_t, context: *mut c_void) {
         let Some(i) = SIGNALS.iter().position(|&s| s == signal) else { return };
+        if i < STOPS {
+            if let Some(fd) = stop::request() {
+                // SAFETY: write(2) of one byte from a static to a pipe we own: async-signal-safe
+                unsafe { libc::write(fd, b"s".as_ptr().cast(), 1) };
+            }
+        }
         let previous = PREVIOUS[i].load(SeqCst);
         let flags = PREVIOUS_FLAGS[i].load(SeqCst);
         match previous {
@@ -363,6 +589,9 @@ mod stop_signals {
                 let handler: extern "C" fn(c_int) = unsafe { std::mem::transmute(handler) };
                 handler(signal);
             }
+        }
+        if i >= STOPS {
+            install();
         }
     }
 }

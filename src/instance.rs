@@ -26,6 +26,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::runtime::Handle;
+use tokio::sync::Notify;
 use tokio::time::Instant;
 
 /// What a flush answers Fluent Bit.
@@ -90,10 +91,13 @@ pub struct Instance {
     progress: Mutex<Progress>,
     /// Flush tasks running on the runtime (their FlushCtx may have stopped waiting).
     running_flushes: AtomicUsize,
-    /// When the last flush began (ms since `EPOCH`), and whether the kept buffers were given
-    /// back since: see `spawn_idle_release`.
+    /// When the last flush began (ms since `EPOCH`) and how many have begun; that count again
+    /// once the kept buffers were given back after it: see `spawn_idle_release`.
     last_flush_ms: AtomicU64,
-    released_since_flush: AtomicBool,
+    flushes_begun: AtomicU64,
+    released_after: AtomicU64,
+    /// Wakes the idle release when a flush begins (it sleeps without a timer once released).
+    flush_began: Arc<Notify>,
 }
 
 static NEXT_ID: AtomicUsize = AtomicUsize::new(0);
@@ -115,8 +119,28 @@ const MAX_KEPT_ARENA: usize = 8 << 20;
 /// given back: an idle output should not hold a busy one's memory. (Under traffic the buffers
 /// are reused, which is what keeps the flush path from allocating.)
 const RELEASE_WHEN_IDLE_FOR: Duration = Duration::from_secs(5);
-/// How often idleness is checked.
-const IDLE_CHECK_EVERY: Duration = Duration::from_secs(1);
+
+/// When any instance's last flush began, and how many flushes are running in the process: the
+/// process-wide memory (code pages, the allocator's free pages) is given back only when the
+/// whole plugin is idle.
+static LAST_FLUSH_ANY_MS: AtomicU64 = AtomicU64::new(0);
+static FLUSHES_RUNNING_ANY: AtomicUsize = AtomicUsize::new(0);
+/// How long after an Init memory is given back: by then the start's leftovers have run (a DNS
+/// lookup's thread retires a second after its last lookup: see `runtime`).
+const GIVE_BACK_AFTER_INIT: Duration = Duration::from_millis(1500);
+/// How long the give-back waits for the runtime's thread to park.
+const SETTLE: Duration = Duration::from_millis(50);
+
+/// No flush is running and none began after `ms` (since `EPOCH`).
+fn quiet_since(ms: u64) -> bool {
+    FLUSHES_RUNNING_ANY.load(Ordering::Acquire) == 0 && LAST_FLUSH_ANY_MS.load(Ordering::Acquire) <= ms
+}
+
+/// Gives memory back (`ffi::give_back_memory_later`) soon, if the plugin is still quiet since
+/// `ms` then.
+fn give_back_memory(ms: u64) {
+    crate::ffi::give_back_memory_later(SETTLE, move || quiet_since(ms));
+}
 
 /// The clock `last_flush_ms` counts from.
 static EPOCH: once_cell::sync::Lazy<std::time::Instant> = once_cell::sync::Lazy::new(std::time::Instant::now);
@@ -204,39 +228,70 @@ impl Instance {
             progress: Mutex::new(Progress::new(PROGRESS_ENTRIES)),
             running_flushes: AtomicUsize::new(0),
             last_flush_ms: AtomicU64::new(now_ms()),
-            released_since_flush: AtomicBool::new(false),
+            flushes_begun: AtomicU64::new(0),
+            // the start's memory is given back below: nothing to release before a flush
+            released_after: AtomicU64::new(0),
+            flush_began: Arc::new(Notify::new()),
         });
         if let Some(every) = instance.config.stats_interval {
             instance.spawn_stats(&handle, every);
         }
         instance.spawn_idle_release(&handle);
+        // what only the start needed (its code, the SDK's set-up garbage) need not stay resident
+        let started = now_ms();
+        handle.spawn(async move {
+            tokio::time::sleep(GIVE_BACK_AFTER_INIT).await;
+            if quiet_since(started) {
+                give_back_memory(started);
+            }
+        });
         Ok(instance)
     }
 
-    /// Once no flush has begun for `RELEASE_WHEN_IDLE_FOR`, drops the kept flush buffers and
-    /// gives the allocator's free pages back to the system, once per idle spell.
+    /// Once no flush has begun for `RELEASE_WHEN_IDLE_FOR`, drops the kept flush buffers and,
+    /// if the whole plugin is idle, gives memory back to the system (`ffi::give_back_memory`),
+    /// once per idle spell. It sleeps until the spell would be long enough, and once released
+    /// waits for the next flush with no timer at all: an idle plugin runs no code.
     fn spawn_idle_release(self: &Arc<Self>, handle: &Handle) {
         let weak = Arc::downgrade(self);
+        let flush_began = self.flush_began.clone();
         handle.spawn(async move {
-            let mut tick = tokio::time::interval(IDLE_CHECK_EVERY);
             loop {
-                tick.tick().await;
-                let Some(i) = weak.upgrade() else { break };
-                if i.exited.load(Ordering::Acquire) {
-                    break;
-                }
-                let idle_ms = now_ms().saturating_sub(i.last_flush_ms.load(Ordering::Relaxed));
-                if i.running_flushes.load(Ordering::Acquire) == 0
-                    && u128::from(idle_ms) >= RELEASE_WHEN_IDLE_FOR.as_millis()
-                    && !i.released_since_flush.swap(true, Ordering::AcqRel)
-                {
-                    let kept = std::mem::take(&mut *lock(&i.scratch));
-                    drop(kept);
-                    crate::ffi::return_free_memory();
-                    log_debug!(&i.label, "idle for {} s: flush buffers released", idle_ms / 1000);
+                let next = match weak.upgrade() {
+                    Some(i) if !i.exited.load(Ordering::Acquire) => i.release_if_idle(),
+                    _ => break,
+                };
+                match next {
+                    Some(wait) => tokio::time::sleep(wait).await,
+                    None => flush_began.notified().await,
                 }
             }
         });
+    }
+
+    /// Releases if idle long enough; otherwise how long until it may be, or `None` once
+    /// released (nothing to do until a flush).
+    fn release_if_idle(&self) -> Option<Duration> {
+        let begun = self.flushes_begun.load(Ordering::Acquire);
+        if self.released_after.load(Ordering::Acquire) == begun {
+            return None;
+        }
+        if self.running_flushes.load(Ordering::Acquire) > 0 {
+            return Some(RELEASE_WHEN_IDLE_FOR);
+        }
+        let idle = Duration::from_millis(now_ms().saturating_sub(self.last_flush_ms.load(Ordering::Acquire)));
+        if idle < RELEASE_WHEN_IDLE_FOR {
+            return Some(RELEASE_WHEN_IDLE_FOR - idle);
+        }
+        if self.released_after.swap(begun, Ordering::AcqRel) != begun {
+            drop(std::mem::take(&mut *lock(&self.scratch)));
+            let spell_began = now_ms().saturating_sub(RELEASE_WHEN_IDLE_FOR.as_millis() as u64);
+            if quiet_since(spell_began) {
+                give_back_memory(spell_began);
+            }
+            log_debug!(&self.label, "idle for {} s: flush buffers released", idle.as_secs());
+        }
+        None
     }
 
     /// Logs the counters every `every` until the instance exits.
@@ -281,8 +336,11 @@ impl Instance {
         };
         Stats::add(&self.stats.flushes, 1);
         Stats::add(&self.stats.chunk_bytes, chunk.len() as u64);
-        self.last_flush_ms.store(now_ms(), Ordering::Relaxed);
-        self.released_since_flush.store(false, Ordering::Release);
+        let now = now_ms();
+        self.last_flush_ms.store(now, Ordering::Release);
+        self.flushes_begun.fetch_add(1, Ordering::AcqRel);
+        LAST_FLUSH_ANY_MS.store(now, Ordering::Release);
+        self.flush_began.notify_one();
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
         let this = self.clone();
         // Planned here, on Fluent Bit's thread, while its buffer is valid: the messages are all
@@ -291,12 +349,14 @@ impl Instance {
         let mut scratch = self.take_scratch();
         self.plan(&mut scratch, chunk, &tag);
         self.running_flushes.fetch_add(1, Ordering::AcqRel);
+        FLUSHES_RUNNING_ANY.fetch_add(1, Ordering::AcqRel);
         // The flush future is large (it holds the SDK's request futures): box it inside the task
         // so it is built on a runtime thread, never on Fluent Bit's small coroutine stack.
         handle.spawn(async move {
             let result = Box::pin(this.flush(&mut scratch, &tag)).await;
             this.return_scratch(scratch);
             this.running_flushes.fetch_sub(1, Ordering::AcqRel);
+            FLUSHES_RUNNING_ANY.fetch_sub(1, Ordering::AcqRel);
             let _ = tx.send(result);
         });
         let result = rx.recv_timeout(self.config.flush_timeout + HANDOFF_MARGIN).unwrap_or_else(|_| {
@@ -523,6 +583,7 @@ impl Instance {
             log_warn!(&self.label, "exit with {} partly delivered chunks still awaiting Fluent Bit's retry", pending);
         }
         self.exited.store(true, Ordering::Release);
+        self.flush_began.notify_one();
         log_info!(&self.label, "exit: {}", self.summary());
         crate::log::set_level(&self.label, None);
     }

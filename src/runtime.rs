@@ -15,6 +15,9 @@ struct State {
 
 static STATE: Mutex<State> = Mutex::new(State { registrations: 0, runtime: None });
 
+/// How long a blocking thread waits for more work before it exits.
+const BLOCKING_KEEP_ALIVE: Duration = Duration::from_secs(1);
+
 /// How long the last Unregister waits for in-flight tasks before it stops waiting.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
@@ -56,6 +59,9 @@ pub fn handle() -> std::io::Result<Handle> {
     let rt = Builder::new_multi_thread()
         .worker_threads(1)
         .max_blocking_threads(4)
+        // the blocking threads only resolve names for new connections: retire them soon, so an
+        // idle plugin has no thread that wakes up (see `ffi::give_back_memory`)
+        .thread_keep_alive(BLOCKING_KEEP_ALIVE)
         .thread_name("cloudwatch_rs")
         .enable_all()
         .build()?;

@@ -11,7 +11,9 @@
 //! failed a call after the stop, its later calls are not tried at all: Fluent Bit may have many
 //! flushes queued for a worker, and joins the worker only when all of them have answered.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::io::{PipeReader, PipeWriter};
+use std::os::fd::{AsRawFd, RawFd};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::time::Duration;
 use tokio::sync::watch;
 use tokio::time::{sleep, sleep_until, Instant};
@@ -23,11 +25,21 @@ use tokio::time::{sleep, sleep_until, Instant};
 /// Bit to exit within Grace plus a second.
 pub const WINDOW: Duration = Duration::from_millis(750);
 
-/// How often the runtime looks for a stop the signal handler recorded.
+/// How often the runtime looks for a stop the signal handler recorded, if the wake-up pipe
+/// could not be made.
 const POLL: Duration = Duration::from_millis(100);
 
-/// Set by the signal handler: the one thing it may safely do is store an atomic.
+/// Set by the signal handler, which may only store an atomic and make plain system calls.
 static REQUESTED: AtomicBool = AtomicBool::new(false);
+
+/// A pipe the signal handler writes one byte to on the first stop request: the runtime waits
+/// for it instead of waking up to look (an idle plugin runs no code at all, so none of its
+/// code need stay resident; see `ffi::give_back_memory`). Made before any handler is
+/// installed; never closed.
+static WAKE: once_cell::sync::Lazy<Option<(PipeReader, PipeWriter)>> =
+    once_cell::sync::Lazy::new(|| std::io::pipe().ok());
+/// `WAKE`'s write end for the handler (-1: none), which cannot touch the `Lazy`.
+static WAKE_FD: AtomicI32 = AtomicI32::new(-1);
 
 /// When the runtime noticed the stop (`None` until then).
 static NOTICED: once_cell::sync::Lazy<watch::Sender<Option<Instant>>> =
@@ -53,9 +65,19 @@ impl SinceStop {
     }
 }
 
-/// Records the stop. Async-signal-safe: called from a signal handler.
-pub fn request() {
-    REQUESTED.store(true, Ordering::SeqCst);
+/// Makes the wake-up pipe; called before the signal handlers are installed.
+pub fn prepare() {
+    if let Some((_, writer)) = WAKE.as_ref() {
+        WAKE_FD.store(writer.as_raw_fd(), Ordering::SeqCst);
+    }
+}
+
+/// Records the stop. Async-signal-safe: called from a signal handler. Returns the descriptor to
+/// write one wake-up byte to, the first time only (so the pipe, never read, cannot fill).
+pub fn request() -> Option<RawFd> {
+    let first = !REQUESTED.swap(true, Ordering::SeqCst);
+    let fd = WAKE_FD.load(Ordering::SeqCst);
+    (first && fd >= 0).then_some(fd)
 }
 
 /// Whether Fluent Bit has been asked to stop.
@@ -65,8 +87,18 @@ pub fn requested() -> bool {
 
 /// Runs on the runtime: turns the handler's flag into a notice callers can await.
 pub async fn watch_for_stop() {
+    prepare();
+    let wake = WAKE.as_ref().and_then(|(reader, _)| reader.try_clone().ok()).and_then(crate::ffi::readiness);
     while !requested() {
-        sleep(POLL).await;
+        match &wake {
+            // the byte is written after the flag is set, and never read: once readable, stopping
+            Some(wake) => match wake.readable().await {
+                Ok(mut ready) if !requested() => ready.clear_ready(),
+                Ok(_) => {}
+                Err(_) => sleep(POLL).await,
+            },
+            None => sleep(POLL).await,
+        }
     }
     NOTICED.send_if_modified(|noticed| noticed.replace(noticed.unwrap_or_else(Instant::now)).is_none());
 }
