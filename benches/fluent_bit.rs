@@ -12,10 +12,10 @@
 //! drift in the machine's state touches all three alike.
 //!
 //! Workloads:
-//! - `dummy`: 20,000 × ~1 KB records/s for 30 s, `Flush 1`, `Workers 1`;
+//! - `dummy`: 20,000 × ~1 KB records/s for 30 s, `Flush 1`, `Workers 1` (`CWRS_FB_WORKERS`);
 //! - `tail`: 400,000 ~1 KB JSON lines (~400 MB) read from the head as fast as possible, parsed
 //!   with the `json` parser, until every record is flushed;
-//! - `overload`: `dummy` offering 200,000 records/s for 15 s at `Workers 1`: records delivered in
+//! - `overload`: `dummy` offering 200,000 records/s for 15 s: records delivered in
 //!   those 15 s, peak RSS;
 //! - `idle`: RSS with no records yet, and again 10 s after a burst of 1,000 records.
 //!
@@ -23,6 +23,7 @@
 //! workloads), `CWRS_FB_OUTPUTS` (comma-separated among `null,c,rs`), `CWRS_FB_SCALE` (multiplies
 //! every workload's size and duration, default 1), `CWRS_PLUGIN` (another build of the `.so`),
 //! `CWRS_FB_WRAP` (a command put in front of `fluent-bit`, e.g. `perf record -g -o p.data --`),
+//! `CWRS_FB_WORKERS` (`Workers` of every output on the CPU and overload workloads, default 1),
 //! `CWRS_FB_KEEP` (keep each run's directory and print it), `CWRS_FB_RS_KEYS` (comma-separated
 //! `key value` pairs added to cloudwatch_rs's `[OUTPUT]`, e.g. `batches_in_flight 2`).
 
@@ -532,11 +533,12 @@ fn main() {
         std::thread::available_parallelism().map_or(0, |n| n.get()),
     );
     let s = ctx.scale;
+    let w = workers();
     if wanted("dummy") {
         let secs = (30.0 * s).max(5.0);
         let input = dummy_input(20_000);
-        let r = rounds(&ctx, &outs, runs, "dummy", &input, 1, &Drive::For(Duration::from_secs_f64(secs)), &[]);
-        report_cpu(&format!("dummy: 20,000 x 1 KB records/s for {secs:.0} s, Flush 1, Workers 1"), &r);
+        let r = rounds(&ctx, &outs, runs, "dummy", &input, w, &Drive::For(Duration::from_secs_f64(secs)), &[]);
+        report_cpu(&format!("dummy: 20,000 x 1 KB records/s for {secs:.0} s, Flush 1, Workers {w}"), &r);
     }
     if wanted("tail") {
         let lines = (400_000.0 * s) as u64;
@@ -549,14 +551,14 @@ fn main() {
             "[INPUT]\n    Name tail\n    Tag app\n    Path {dir}/app.log\n    Read_from_Head On\n    Parser json\n    \
                      Refresh_Interval 1\n";
         let files = [("app.log", text)];
-        let r = rounds(&ctx, &outs, runs, "tail", input, 1, &Drive::Until(lines, Duration::from_secs(300)), &files);
-        report_cpu(&format!("tail: {lines} ~1 KB JSON lines read from the head, json parser, Workers 1"), &r);
+        let r = rounds(&ctx, &outs, runs, "tail", input, w, &Drive::Until(lines, Duration::from_secs(300)), &files);
+        report_cpu(&format!("tail: {lines} ~1 KB JSON lines read from the head, json parser, Workers {w}"), &r);
     }
     if wanted("overload") {
         let secs = (15.0 * s).max(5.0);
         let input = dummy_input(200_000);
-        let r = rounds(&ctx, &outs, runs, "overload", &input, 1, &Drive::For(Duration::from_secs_f64(secs)), &[]);
-        report_overload(&format!("overload: dummy offering 200,000 records/s for {secs:.0} s, Workers 1"), &r);
+        let r = rounds(&ctx, &outs, runs, "overload", &input, w, &Drive::For(Duration::from_secs_f64(secs)), &[]);
+        report_overload(&format!("overload: dummy offering 200,000 records/s for {secs:.0} s, Workers {w}"), &r);
     }
     if wanted("idle") {
         let input = "[INPUT]\n    Name tail\n    Tag app\n    Path {dir}/burst.log\n    Read_from_Head On\n    \
@@ -564,6 +566,11 @@ fn main() {
         let r = rounds(&ctx, &outs, runs, "idle", input, 1, &Drive::Idle { burst: 1000 }, &[]);
         report_idle("idle: one instance, RSS with no records yet, and 10 s after 1,000 records", &r);
     }
+}
+
+/// `Workers` of every output on the CPU and overload workloads (`CWRS_FB_WORKERS`, default 1).
+fn workers() -> u32 {
+    std::env::var("CWRS_FB_WORKERS").ok().and_then(|v| v.parse().ok()).filter(|&w| w >= 1).unwrap_or(1)
 }
 
 #[allow(clippy::too_many_arguments)]
