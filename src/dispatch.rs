@@ -10,9 +10,11 @@
 //! writes fail holds only its own records.
 
 use crate::aws::delivery::{BatchOutcome, Delivery};
+use crate::core::batch::framed_run;
 use crate::core::naming::StreamKey;
 use crate::core::plan::Plan;
 use crate::sync::lock;
+use bytes::Bytes;
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use std::collections::{HashSet, VecDeque};
 use std::sync::Mutex;
@@ -56,12 +58,15 @@ pub struct Sent {
     pub dropped: usize,
     /// Some batch must be retried: the chunk answers RETRY.
     pub retry: bool,
+    /// Batches started whose events were sent straight from the arena (not copied).
+    pub from_arena: usize,
 }
 
 impl Dispatch<'_> {
     /// Sends every batch of `plan` not yet `done`, marking each delivered or dropped one done.
-    /// `bodies` is a pool of request-body buffers, one per call in flight, reused across flushes.
-    pub async fn run(&self, plan: &Plan, done: &mut [bool], bodies: &mut Vec<Vec<u8>>) -> Sent {
+    /// `arena` is the plan's arena, shared with the requests that send from it. `bodies` is a
+    /// pool of request-body buffers, one per call in flight, reused across flushes.
+    pub async fn run(&self, plan: &Plan, arena: &Bytes, done: &mut [bool], bodies: &mut Vec<Vec<u8>>) -> Sent {
         let mut sent = Sent::default();
         let mut waiting: VecDeque<usize> = (0..plan.batches.len()).filter(|&i| !done[i]).collect();
         // the calls, and the (batch, group) of each
@@ -79,10 +84,11 @@ impl Dispatch<'_> {
                 let Some(i) = startable.and_then(|p| waiting.remove(p)) else { break };
                 let Some(to) = plan.key_of(i) else { continue };
                 let events = &plan.events[plan.batches[i].clone()];
+                sent.from_arena += framed_run(events).is_some() as usize;
                 let body = bodies.pop().unwrap_or_default();
                 calling.push((i, to.group.as_str()));
                 calls.push(async move {
-                    let (outcome, body) = self.delivery.send(to, &plan.arena, events, self.deadline, body).await;
+                    let (outcome, body) = self.delivery.send(to, arena, events, self.deadline, body).await;
                     (i, to, outcome, body)
                 });
             }

@@ -1,6 +1,7 @@
 //! One `[OUTPUT]` instance: its config, its clients, its counters, and the flush — planned on
 //! Fluent Bit's thread by the core, delivered on the runtime by `dispatch`.
 
+use crate::aws::body::reclaim;
 use crate::aws::client::{clients, Clients};
 use crate::aws::delivery::Delivery;
 use crate::aws::metadata::ecs_task;
@@ -21,6 +22,7 @@ use crate::runtime;
 use crate::stats::Stats;
 use crate::stop::SinceStop;
 use crate::sync::lock;
+use bytes::Bytes;
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -420,16 +422,30 @@ impl Instance {
         }
     }
 
-    /// Delivers a planned chunk: skips what an earlier attempt of the same chunk delivered,
-    /// sends the rest, and remembers what was delivered if the answer is RETRY.
+    /// Delivers a planned chunk. Its arena is shared with the requests for the flush's
+    /// duration (they send batches straight from it), then taken back for the next flush; if a
+    /// request still holds it (an attempt abandoned at its timeout), the next flush allocates a
+    /// new one rather than wait.
     async fn flush(&self, scratch: &mut Scratch, tag: &str) -> FlushResult {
-        let deadline = Instant::now() + self.config.flush_timeout;
         let Scratch { plan, bodies, .. } = scratch;
-        let plan: &Plan = plan;
+        let arena = Bytes::from(std::mem::take(&mut plan.arena));
+        let result = self.deliver(plan, &arena, bodies, tag).await;
+        plan.arena = reclaim(arena).unwrap_or_else(|| {
+            log_debug!(&self.label, "a request still holds the flush's arena: the next flush allocates its own");
+            Vec::new()
+        });
+        result
+    }
+
+    /// Delivers a planned chunk whose arena is `arena`: skips what an earlier attempt of the
+    /// same chunk delivered, sends the rest, and remembers what was delivered if the answer is
+    /// RETRY.
+    async fn deliver(&self, plan: &Plan, arena: &Bytes, bodies: &mut Vec<Vec<u8>>, tag: &str) -> FlushResult {
+        let deadline = Instant::now() + self.config.flush_timeout;
         let batches = plan.batches.len();
 
         // Fingerprinting costs a pass over the chunk: only done while some chunk awaits a retry.
-        let earlier = self.lock_progress(|p| !p.is_empty()).then(|| ChunkId::of_plan(tag, plan));
+        let earlier = self.lock_progress(|p| !p.is_empty()).then(|| ChunkId::of_plan(tag, plan, arena));
         let mut done = earlier.and_then(|id| self.lock_progress(|p| p.take(&id, batches)));
         if done.is_none() {
             self.count_plan(plan, tag);
@@ -453,17 +469,18 @@ impl Instance {
             max_calls: self.config.batches_in_flight,
             known: &self.known_streams,
         };
-        let sent = dispatch.run(plan, done, bodies).await;
+        let sent = dispatch.run(plan, arena, done, bodies).await;
         log_debug!(
             &self.label,
-            "flush of tag '{}': {} events in {} batches, {} delivered now",
+            "flush of tag '{}': {} events in {} batches, {} delivered now, {} sent from the arena",
             tag,
             plan.events.len(),
             batches,
-            sent.delivered
+            sent.delivered,
+            sent.from_arena
         );
         if sent.retry {
-            let id = ChunkId::of_plan(tag, plan);
+            let id = ChunkId::of_plan(tag, plan, arena);
             let done = std::mem::take(done);
             self.lock_progress(|p| p.put(id, done, std::time::Instant::now()));
             FlushResult::Retry

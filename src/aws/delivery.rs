@@ -2,12 +2,13 @@
 //! allowed) and put again. Every outcome is counted, every failure logged with what to do about
 //! it. Retries within the flush are `retry`'s; what an answer means is `errors`'.
 
+use crate::aws::body::{reclaim, PutBody};
 use crate::aws::client::Writer;
 use crate::aws::errors::{classify, Failure};
 use crate::aws::put::{Accepted, Rejected};
 use crate::aws::retry::{jittered_backoff, RetryPolicy};
 use crate::aws::roles::RoleWriters;
-use crate::core::batch::{request_body, LogEvent};
+use crate::core::batch::{body_parts, LogEvent, BODY_TAIL};
 use crate::core::config::NewGroup;
 use crate::core::naming::StreamKey;
 use crate::log::{log_debug, log_error, log_info, log_warn};
@@ -59,23 +60,27 @@ pub struct Delivery {
 }
 
 impl Delivery {
-    /// Sends one batch (sorted events whose messages live in `arena`) to its group and stream.
-    /// `buf` is a reusable body buffer, given back with the outcome (empty if a request still
-    /// holds it).
+    /// Sends one batch (sorted events whose messages live in `arena`, framed) to its group and
+    /// stream. `buf` is a reusable buffer for the body's head (or the whole body when the
+    /// events are not one run of the arena), given back with the outcome (empty if a request
+    /// still holds it).
     pub async fn send(
         &self,
         to: &StreamKey,
-        arena: &[u8],
+        arena: &Bytes,
         events: &[LogEvent],
         deadline: Instant,
         mut buf: Vec<u8>,
     ) -> (BatchOutcome, Vec<u8>) {
-        request_body(&to.group, &to.stream, arena, events, &mut buf);
-        let body = Bytes::from(buf);
+        let body = match body_parts(&to.group, &to.stream, arena, events, &mut buf) {
+            // the events are sent from the arena itself: no copy
+            Some(run) => PutBody::parts(Bytes::from(buf), arena.slice(run), Bytes::from_static(BODY_TAIL)),
+            None => PutBody::whole(Bytes::from(buf)),
+        };
         let writer = self.writer(to).await;
         let outcome = self.send_body(&writer, to, &body, events, deadline).await;
         // every attempt's clone is gone once the calls have finished: take the buffer back
-        (outcome, body.try_into_mut().map(Vec::from).unwrap_or_default())
+        (outcome, reclaim(body.into_head()).unwrap_or_default())
     }
 
     /// Who writes to `to`: the writer of its role, else the instance's own.
@@ -103,7 +108,7 @@ impl Delivery {
         &self,
         writer: &Writer,
         to: &StreamKey,
-        body: &Bytes,
+        body: &PutBody,
         events: &[LogEvent],
         deadline: Instant,
     ) -> BatchOutcome {
@@ -112,7 +117,7 @@ impl Delivery {
         // a few times, within the deadline, before handing the chunk back to Fluent Bit.
         let mut creations = 0;
         loop {
-            // The body was written once, straight from the arena; every attempt gets a clone of it.
+            // The body was made once, from the arena; every attempt gets a clone of its parts.
             let put = self
                 .retry(writer, deadline)
                 .run("PutLogEvents", || writer.put.put_log_events(body.clone(), self.log_format.as_deref()))

@@ -1,9 +1,11 @@
 //! The async shell over the AWS SDK: clients, credentials, and delivery of planned batches.
 //! It uses the core; the core never uses it. Imports run one way:
-//! `delivery` → `put` → `signing`, `credentials`; `retry` → `errors`; `client` → `capped`,
+//! `delivery` → `put` → `signing`, `credentials`; `delivery`, `put`, `signing` → `body`; `retry` → `errors`; `client` → `capped`,
 //! `credentials` → `errors`, `retry`; `metadata` → `capped`; `startup_check` → `client`,
 //! `errors`; `roles` → `client`, `startup_check`; `delivery` → `roles`.
 
+/// A PutLogEvents body in parts (head, the arena's run of events, tail), hashed and sent as one.
+pub mod body;
 /// Every answer read with a cap: the HTTPS client's answer bodies, counted as they arrive.
 pub mod capped;
 /// The CloudWatch Logs client of an instance: configuration, HTTPS, timeouts.

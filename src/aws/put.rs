@@ -1,7 +1,8 @@
-//! PutLogEvents with a body written by the core (`core::batch::request_body`), sent without the
+//! PutLogEvents with a body written by the core (`core::batch::body_parts`), sent without the
 //! SDK's orchestrator (`signing`), and what its answer says about events CloudWatch rejected
 //! one by one.
 
+use crate::aws::body::PutBody;
 use crate::aws::credentials::CredentialCache;
 use crate::aws::errors::is_cloudwatch_success;
 use crate::aws::signing::{signed_put_request, ClockSkew, NoEndpoint, Target, UserAgent};
@@ -67,15 +68,15 @@ impl fmt::Display for AttemptTimedOut {
 impl std::error::Error for AttemptTimedOut {}
 
 impl PutSender {
-    /// One PutLogEvents call sending `body` (a clone of the batch's buffer).
-    pub async fn put_log_events(&self, body: Bytes, log_format: Option<&str>) -> PutResult {
+    /// One PutLogEvents call sending `body` (a clone of the batch's parts).
+    pub async fn put_log_events(&self, body: PutBody, log_format: Option<&str>) -> PutResult {
         match tokio::time::timeout(self.attempt_timeout, self.attempt(body, log_format)).await {
             Ok(result) => result,
             Err(_) => Err(SdkError::timeout_error(AttemptTimedOut(self.attempt_timeout))),
         }
     }
 
-    async fn attempt(&self, body: Bytes, log_format: Option<&str>) -> PutResult {
+    async fn attempt(&self, body: PutBody, log_format: Option<&str>) -> PutResult {
         // as the orchestrator wraps what fails before a request is sent: a dispatch failure
         // whose source is the credential cache's error (`CredentialsRefused` stays findable)
         let not_sent =
@@ -284,7 +285,8 @@ mod tests {
     fn put_with(provider: SharedCredentialsProvider, answers: Answers) -> Result<Accepted, Failure> {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         let sender = sender(provider, answers);
-        rt.block_on(sender.put_log_events(Bytes::from_static(b"{}"), Some("json/emf"))).map_err(|e| classify(&e))
+        rt.block_on(sender.put_log_events(PutBody::whole(Bytes::from_static(b"{}")), Some("json/emf")))
+            .map_err(|e| classify(&e))
     }
 
     fn outcome(answers: fn() -> Result<HttpResponse, ConnectorError>) -> Result<Accepted, Failure> {
@@ -364,7 +366,9 @@ mod tests {
             sender(SharedCredentialsProvider::new(credentials), Answers(|| Ok(answer(200, "", "{}")), false));
         sender.target = refused;
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-        let failure = rt.block_on(sender.put_log_events(Bytes::from_static(b"{}"), None)).map_err(|e| classify(&e));
+        let failure = rt
+            .block_on(sender.put_log_events(PutBody::whole(Bytes::from_static(b"{}")), None))
+            .map_err(|e| classify(&e));
         assert!(
             matches!(&failure, Err(Failure::Transient { throttled: false, detail }) if detail.contains("no CloudWatch Logs endpoint")),
             "{failure:?}"

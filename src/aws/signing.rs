@@ -5,6 +5,7 @@
 //! the rate of the logs; the orchestrator's per-call machinery (config bag, interceptors,
 //! endpoint rules, user agent) cost more CPU than the signature itself (docs/DESIGN.md).
 
+use crate::aws::body::PutBody;
 use aws_credential_types::credential_feature::AwsCredentialFeature;
 use aws_credential_types::Credentials;
 use aws_runtime::user_agent::{AdditionalMetadata, ApiMetadata, AwsUserAgent, BusinessMetric};
@@ -19,7 +20,6 @@ use aws_smithy_types::endpoint::Endpoint;
 use aws_smithy_types::{DateTime, Document};
 use aws_types::app_name::AppName;
 use aws_types::os_shim_internal::Env;
-use bytes::Bytes;
 use std::future::Future;
 use std::sync::atomic::{AtomicI64, Ordering::Relaxed};
 use std::sync::Mutex;
@@ -253,10 +253,11 @@ impl ClockSkew {
 }
 
 /// A PutLogEvents request for `body`, signed with `credentials` at `time`; `user_agent` is the
-/// value for both user-agent headers.
+/// value for both user-agent headers. The payload hash is taken over the body's parts in turn
+/// (`PutBody::sha256_hex`): the same as the signer's hash of their concatenation.
 pub fn signed_put_request(
     target: &Target,
-    body: Bytes,
+    body: PutBody,
     log_format: Option<&str>,
     user_agent: &str,
     credentials: Credentials,
@@ -284,14 +285,18 @@ pub fn signed_put_request(
         .time(time)
         .settings(SigningSettings::default())
         .build()?;
-    let signable =
-        SignableRequest::new(request.method(), request.uri(), request.headers().iter(), SignableBody::Bytes(&body))?;
+    let signable = SignableRequest::new(
+        request.method(),
+        request.uri(),
+        request.headers().iter(),
+        SignableBody::Precomputed(body.sha256_hex()),
+    )?;
     let (instructions, _signature) = sign(signable, &SigningParams::V4(params))?.into_parts();
     let (headers, _query) = instructions.into_parts();
     for header in headers {
         request.headers_mut().try_insert(header.name(), header.value().to_owned())?;
     }
-    *request.body_mut() = SdkBody::from(body);
+    *request.body_mut() = body.into_sdk_body();
     Ok(request)
 }
 
@@ -310,6 +315,7 @@ mod tests {
         HttpClient, HttpConnector, HttpConnectorFuture, HttpConnectorSettings, SharedHttpConnector,
     };
     use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
+    use bytes::Bytes;
     use std::collections::BTreeMap;
     use std::sync::Arc;
     use std::time::UNIX_EPOCH;
@@ -323,13 +329,20 @@ mod tests {
         body: Vec<u8>,
     }
 
-    fn sent(request: &HttpRequest) -> Sent {
-        Sent {
-            method: request.method().to_owned(),
-            uri: request.uri().to_owned(),
-            headers: request.headers().iter().map(|(k, v)| (k.to_ascii_lowercase(), v.to_owned())).collect(),
-            body: request.body().bytes().unwrap_or_default().to_vec(),
+    /// The request as sent, its body read to the end as the HTTP client reads it.
+    fn sent(request: HttpRequest) -> Sent {
+        use http_body::Body;
+        let (method, uri) = (request.method().to_owned(), request.uri().to_owned());
+        let headers = request.headers().iter().map(|(k, v)| (k.to_ascii_lowercase(), v.to_owned())).collect();
+        let mut body = request.into_body();
+        let announced = body.content_length();
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        let mut bytes = Vec::new();
+        while let std::task::Poll::Ready(Some(frame)) = std::pin::Pin::new(&mut body).poll_frame(&mut cx) {
+            bytes.extend_from_slice(&frame.unwrap().into_data().unwrap());
         }
+        assert_eq!(announced, Some(bytes.len() as u64));
+        Sent { method, uri, headers, body: bytes }
     }
 
     /// An HTTP client that records the request the SDK would send and answers 200 `{}`; it
@@ -349,7 +362,7 @@ mod tests {
 
     impl HttpConnector for Capture {
         fn call(&self, request: HttpRequest) -> HttpConnectorFuture {
-            *self.0.lock().unwrap() = Some(sent(&request));
+            *self.0.lock().unwrap() = Some(sent(request));
             let mut answer = HttpResponse::new(200.try_into().unwrap(), SdkBody::from("{}"));
             answer.headers_mut().insert("content-type", CONTENT_TYPE);
             HttpConnectorFuture::ready(Ok(answer))
@@ -445,7 +458,7 @@ mod tests {
     }
 
     /// The same PutLogEvents (fixed time, credentials with a session token and credential
-    /// features, fixed body) through the SDK and through the lean path: the same method, URI,
+    /// features, fixed body, whole or in parts) through the SDK and through the lean path: the same method, URI,
     /// headers, signed headers, payload hash (CloudWatch's SigV4 sends no
     /// `x-amz-content-sha256`: the hash is in the canonical request, so equal signatures over
     /// equal headers and URI mean equal payload hashes) and signature.
@@ -485,14 +498,14 @@ mod tests {
             let user_agent = UserAgent::new(Some(&app), settings.url.is_some(), Some(capture_metadata().to_string()));
             let lean = signed_put_request(
                 &target,
-                Bytes::from(sdk.body.clone()),
+                PutBody::whole(Bytes::from(sdk.body.clone())),
                 Some("json/emf"),
                 &user_agent.value(&credentials),
                 credentials.clone(),
                 time,
             )
             .unwrap();
-            let lean = sent(&lean);
+            let lean = sent(lean);
             let mut sdk_headers = sdk.headers.clone();
             sdk_headers.retain(|k, _| !SDK_ONLY.contains(&k.as_str()));
             eprintln!("{settings:?}\n  sdk:  {sdk:?}\n  lean: {lean:?}");
@@ -508,6 +521,17 @@ mod tests {
             assert_eq!(a, b, "{settings:?}");
             assert!(lean.headers["user-agent"].contains("app/cloudwatch_rs-firelens"));
             assert_eq!(lean.headers, sdk_headers, "{settings:?}");
+            // the same body in parts, cut anywhere (`core::batch::body_parts` cuts it into the
+            // head, the arena's run of events and `]}`): hashed part after part, the same
+            // request (content-length, payload hash, signature) with the same bytes
+            let whole = Bytes::from(sdk.body.clone());
+            let (n, events) = (whole.len(), sdk.body.iter().position(|&b| b == b'[').unwrap() + 1);
+            for (a, b) in [(events, n - 2), (0, n), (0, 0), (n, n), (1, n - 1), (events, events)] {
+                let body = PutBody::parts(whole.slice(..a), whole.slice(a..b), whole.slice(b..));
+                let ua = user_agent.value(&credentials);
+                let parts = signed_put_request(&target, body, Some("json/emf"), &ua, credentials.clone(), time);
+                assert_eq!(sent(parts.unwrap()), lean, "{settings:?} {a}..{b}");
+            }
         }
     }
 
@@ -541,13 +565,13 @@ mod tests {
         let user_agent = put.user_agent.value(&credentials);
         let lean = signed_put_request(
             put.target.as_ref().unwrap(),
-            Bytes::from(sdk.body.clone()),
+            PutBody::whole(Bytes::from(sdk.body.clone())),
             Some("json/emf"),
             &user_agent,
             credentials,
             time,
         );
-        let lean = sent(&lean.unwrap());
+        let lean = sent(lean.unwrap());
         let mut sdk_headers = sdk.headers.clone();
         sdk_headers.retain(|k, _| !SDK_ONLY.contains(&k.as_str()));
         assert_eq!((lean.method.as_str(), lean.uri.as_str()), ("POST", "http://127.0.0.1:9/"));

@@ -1,7 +1,7 @@
 //! One flush buffer → the events to send, sorted and cut into batches, with a count of every
 //! record that will not be sent and why. Pure: no I/O, no globals.
 
-use crate::core::batch::{batches, sort_events, LogEvent};
+use crate::core::batch::{batches, sort_events, write_frame_open, LogEvent, FRAME_CLOSE};
 use crate::core::chunk::{Chunk, Damage, Entry};
 use crate::core::message::{Encoded, Encoder, MessageFormat};
 use crate::core::naming::{NameRule, StreamKey};
@@ -67,7 +67,8 @@ impl Dropped {
 /// What one chunk becomes.
 #[derive(Debug, Default)]
 pub struct Plan {
-    /// All messages, back to back; events point into it.
+    /// All messages, back to back, each framed as the request body holds it
+    /// (`LogEvent::frame`); events point into it.
     pub arena: Vec<u8>,
     /// Sorted by timestamp (stable).
     pub events: Vec<LogEvent>,
@@ -136,12 +137,21 @@ impl Plan {
         let per_chunk = if per_record { None } else { Some(self.key_for(tag, &[0x80], naming)) };
         let mut records = Chunk::new(chunk);
         // each body is read once: its message is written as its end is found
+        // each message is written framed as the request body will hold it (`LogEvent::frame`),
+        // so a batch whose events lie back to back is sent without copying them
         while let Some(entry) = records.next_with(|time, _metadata, reader| {
+            let frame = self.arena.len();
+            write_frame_open(time.millis(), &mut self.arena);
             let start = self.arena.len();
-            let (encoded, body) = encoder.encode_escaped_from(reader, time.millis(), format, &mut self.arena)?;
-            Ok((time, start, encoded, body))
+            match encoder.encode_escaped_from(reader, time.millis(), format, &mut self.arena) {
+                Ok((encoded, body)) => Ok((time, frame, start, encoded, body)),
+                Err(e) => {
+                    self.arena.truncate(frame);
+                    Err(e)
+                }
+            }
         }) {
-            let (time, start, encoded, body) = match entry {
+            let (time, frame, start, encoded, body) = match entry {
                 Ok(Entry::Record(record)) => record,
                 Ok(Entry::GroupMarker) => {
                     self.group_markers += 1;
@@ -175,12 +185,25 @@ impl Plan {
                     };
                     self.mix(key as u64);
                     let stored = (self.arena.len() - start) as u32;
+                    self.arena.extend_from_slice(FRAME_CLOSE);
+                    // the timestamp the frame holds
                     let timestamp = time.millis();
                     self.events.push(LogEvent { timestamp, start: start as u32, stored, len: len as u32, key });
                 }
-                Ok((Encoded::Empty, _)) => self.dropped.empty += 1,
-                Ok((Encoded::MissingKey, _)) => self.dropped.missing_key += 1,
-                Err(_) => self.dropped.bad_body += 1,
+                // nothing of a dropped record stays in the arena, so its neighbours' frames
+                // still lie back to back
+                Ok((Encoded::Empty, _)) => {
+                    self.arena.truncate(frame);
+                    self.dropped.empty += 1;
+                }
+                Ok((Encoded::MissingKey, _)) => {
+                    self.arena.truncate(frame);
+                    self.dropped.missing_key += 1;
+                }
+                Err(_) => {
+                    self.arena.truncate(frame);
+                    self.dropped.bad_body += 1;
+                }
             }
         }
         if let Some((key, names, role)) = per_chunk {
@@ -296,6 +319,7 @@ struct NameScratch {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::batch::{body_parts, request_body, BODY_TAIL};
     use crate::core::message::MAX_MESSAGE_BYTES;
     use crate::core::names::NameKind;
     use crate::core::record_path::RecordPath;
@@ -416,6 +440,40 @@ mod tests {
         assert_eq!(plan.batches, vec![0..2]);
     }
 
+    /// The common case: one stream, records already in time order, some dropped between: every
+    /// batch's events are one run of the arena, sent without a copy.
+    #[test]
+    fn chronological_records_of_one_stream_are_sent_from_the_arena() {
+        let mut chunk = Vec::new();
+        for i in 0..3_000u32 {
+            let body = match i % 100 {
+                7 => serde_json::json!({"log": ""}),
+                8 => serde_json::json!({"other": i}),
+                _ => serde_json::json!({"log": "x".repeat(900), "n": i}),
+            };
+            chunk.extend(record(1_700_000_000 + i / 10, &body, true));
+        }
+        let format = MessageFormat {
+            log_key: Some(RecordPath::key("log")),
+            missing_key: crate::core::message::MissingKey::Drop,
+            ..Default::default()
+        };
+        let mut plan = Plan::default();
+        plan.build(&chunk, "t", fixed(), &format, &mut Encoder::new());
+        assert_eq!((plan.dropped.empty, plan.dropped.missing_key), (30, 30));
+        assert_eq!(plan.batches.len(), 3);
+        for r in &plan.batches {
+            let events = &plan.events[r.clone()];
+            let run = crate::core::batch::framed_run(events).unwrap();
+            let (mut parts, mut whole) = (Vec::new(), Vec::new());
+            assert_eq!(body_parts("g", "s", &plan.arena, events, &mut parts), Some(run.clone()));
+            parts.extend_from_slice(&plan.arena[run]);
+            parts.extend_from_slice(BODY_TAIL);
+            request_body("g", "s", &plan.arena, events, &mut whole);
+            assert_eq!(parts, whole);
+        }
+    }
+
     #[test]
     fn damage_keeps_what_came_before() {
         let mut chunk = record(1, &serde_json::json!({"a": 1}), true);
@@ -501,6 +559,25 @@ mod tests {
             }
             let covered: usize = plan.batches.iter().map(|r| r.len()).sum();
             prop_assert_eq!(covered, plan.events.len());
+            // every event is stored framed with the timestamp it is sent with, so a batch sent
+            // from the arena is the body written whole
+            for r in &plan.batches {
+                let events = &plan.events[r.clone()];
+                let (mut parts, mut whole) = (Vec::new(), Vec::new());
+                if let Some(run) = body_parts("g", "s", &plan.arena, events, &mut parts) {
+                    parts.extend_from_slice(&plan.arena[run]);
+                    parts.extend_from_slice(BODY_TAIL);
+                }
+                request_body("g", "s", &plan.arena, events, &mut whole);
+                prop_assert_eq!(parts, whole);
+            }
+            for e in &plan.events {
+                let frame = e.frame().unwrap();
+                let mut open = Vec::new();
+                write_frame_open(e.timestamp, &mut open);
+                prop_assert!(plan.arena[frame.clone()].starts_with(&open));
+                prop_assert!(plan.arena[..frame.end].ends_with(FRAME_CLOSE));
+            }
         }
     }
 }

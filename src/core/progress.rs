@@ -51,15 +51,16 @@ impl ChunkId {
     /// The id of a chunk from what it became: its messages in record order, plus the plan's
     /// hash of each record's time (to the nanosecond) and destination. The same chunk always
     /// plans the same, so Fluent Bit's retry of it is recognised without keeping a copy of it.
-    pub fn of_plan(tag: &str, plan: &Plan) -> ChunkId {
-        let messages = ChunkId::of(tag, &plan.arena);
+    /// `arena` is the plan's (shared with the requests, out of the plan, while a flush sends).
+    pub fn of_plan(tag: &str, plan: &Plan, arena: &[u8]) -> ChunkId {
+        let messages = ChunkId::of(tag, arena);
         let identity = plan.identity ^ (plan.identity >> 29);
         ChunkId {
             hash: [
                 messages.hash[0] ^ identity,
                 messages.hash[1] ^ identity.rotate_left(32).wrapping_mul(0xC2B2_AE3D_27D4_EB4F),
             ],
-            len: plan.arena.len(),
+            len: arena.len(),
         }
     }
 }
@@ -173,7 +174,7 @@ mod tests {
             let mut plan = Plan::default();
             let naming = Naming { group: &group, stream: &stream, vars: &vars, roles: None, role_map: None };
             plan.build(&chunk, "t", naming, &MessageFormat::default(), &mut Encoder::new());
-            ChunkId::of_plan("t", &plan)
+            ChunkId::of_plan("t", &plan, &plan.arena)
         };
         assert_eq!(id(5, "a"), id(5, "a"));
         // same millisecond, same message: still another chunk
