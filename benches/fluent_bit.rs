@@ -140,7 +140,10 @@ fn fb_metrics(port: u16) -> Option<(u64, u64, u64, u64, u64)> {
         let n = s.read(&mut buf).ok()?;
         raw.extend_from_slice(&buf[..n]);
         let text = String::from_utf8_lossy(&raw);
-        if let Some(v) = text.split("\r\n\r\n").nth(1).and_then(|b| serde_json::from_str(b).ok()) {
+        // 1.9 sends the body chunked: the JSON is from its first `{` to its last `}`
+        let body = text.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
+        let json = body.find('{').zip(body.rfind('}')).and_then(|(from, to)| body.get(from..=to));
+        if let Some(v) = json.and_then(|b| serde_json::from_str(b).ok()) {
             break v;
         }
         if n == 0 {
@@ -502,13 +505,9 @@ fn main() {
         .output()
         .map(|o| String::from_utf8_lossy(&o.stdout).lines().next().unwrap_or("").to_string())
         .unwrap_or_default();
-    if version.contains(" v1.") {
-        println!(
-            "bench fluent_bit: skipped: {version} is not supported by this benchmark (1.x's dummy input has no \
-             Copies, so it cannot offer 20,000 records/s); give it Fluent Bit 2.x or later"
-        );
-        return;
-    }
+    // 1.x (aws-for-fluent-bit 2.x runs 1.9): its dummy input has no Copies, so it cannot offer
+    // 20,000 records/s: only `tail` and `idle` run, with `null` and cloudwatch_rs
+    let legacy = version.contains(" v1.");
     let ctx = Ctx {
         fluent_bit,
         plugin: support::plugin(),
@@ -520,11 +519,24 @@ fn main() {
     };
     let runs: usize = std::env::var("CWRS_FB_RUNS").ok().and_then(|s| s.parse().ok()).unwrap_or(3);
     let only = list("CWRS_FB_ONLY");
-    let outs: Vec<Out> = match list("CWRS_FB_OUTPUTS") {
+    let mut outs: Vec<Out> = match list("CWRS_FB_OUTPUTS") {
         Some(l) => [Out::Null, Out::C, Out::Rs].into_iter().filter(|o| l.iter().any(|s| s == o.short())).collect(),
         None => vec![Out::Null, Out::C, Out::Rs],
     };
-    let wanted = |w: &str| only.as_ref().is_none_or(|l| l.iter().any(|s| s == w));
+    if legacy && outs.contains(&Out::C) {
+        // 1.9's C plugin has no `Port` (it connects to 443), and its TLS handshake with this
+        // endpoint on 443 ends in "unexpected EOF": compare with it in 2.x or later
+        println!("bench fluent_bit: {version}: the C plugin is left out (it cannot reach this endpoint in 1.x)");
+        outs.retain(|&o| o != Out::C);
+    }
+    let legacy_skips = |w: &str| {
+        let skip = legacy && (w == "dummy" || w == "overload");
+        if skip {
+            println!("{w}: skipped: {version}'s dummy input has no Copies, so it cannot offer the workload");
+        }
+        skip
+    };
+    let wanted = |w: &str| only.as_ref().is_none_or(|l| l.iter().any(|s| s == w)) && !legacy_skips(w);
     let cpu = support::cpu_model();
     println!(
         "bench fluent_bit: {version} ({}), plugin {}; {} cores, {cpu}; {runs} rounds, outputs alternating; TLS into the strict endpoint",
