@@ -267,8 +267,9 @@ pub extern "C" fn FLBPluginUnregister(_def: *mut sys::flb_plugin_proxy_def) {
     boundary("FLBPluginUnregister", (), || {
         if runtime::unregister() {
             join_give_back();
-            // the runtime (and its watchdog) has stopped; Fluent Bit may unload the library next,
-            // and a handler left pointing into it would crash the process at the next signal
+            // the runtime has stopped and the give-back thread is joined; Fluent Bit may unload
+            // the library next, and a handler left pointing into it would crash the process at
+            // the next signal
             stop_signals::restore();
         }
         log_debug!("cloudwatch_rs", "unregistered");

@@ -251,7 +251,7 @@ impl Instance {
     }
 
     /// Once no flush has begun for `RELEASE_WHEN_IDLE_FOR`, drops the kept flush buffers and,
-    /// if the whole plugin is idle, gives memory back to the system (`ffi::give_back_memory`),
+    /// if the whole plugin is idle, gives memory back to the system (`ffi::give_back_memory_later`),
     /// once per idle spell. It sleeps until the spell would be long enough, and once released
     /// waits for the next flush with no timer at all: an idle plugin runs no code.
     fn spawn_idle_release(self: &Arc<Self>, handle: &Handle) {

@@ -60,7 +60,7 @@ pub fn handle() -> std::io::Result<Handle> {
         .worker_threads(1)
         .max_blocking_threads(4)
         // the blocking threads only resolve names for new connections: retire them soon, so an
-        // idle plugin has no thread that wakes up (see `ffi::give_back_memory`)
+        // idle plugin has no thread that wakes up (see `ffi::give_back_memory_later`)
         .thread_keep_alive(BLOCKING_KEEP_ALIVE)
         .thread_name("cloudwatch_rs")
         .enable_all()

@@ -34,7 +34,7 @@ static REQUESTED: AtomicBool = AtomicBool::new(false);
 
 /// A pipe the signal handler writes one byte to on the first stop request: the runtime waits
 /// for it instead of waking up to look (an idle plugin runs no code at all, so none of its
-/// code need stay resident; see `ffi::give_back_memory`). Made before any handler is
+/// code need stay resident; see `ffi::give_back_memory_later`). Made before any handler is
 /// installed; never closed.
 static WAKE: once_cell::sync::Lazy<Option<(PipeReader, PipeWriter)>> =
     once_cell::sync::Lazy::new(|| std::io::pipe().ok());
