@@ -6,11 +6,19 @@
 use crate::sync::lock;
 use std::sync::Mutex;
 use std::time::Duration;
-use tokio::runtime::{Builder, Handle, Runtime};
+use tokio::runtime::{Builder, Handle};
+use tokio::sync::oneshot;
 
 struct State {
     registrations: usize,
-    runtime: Option<Runtime>,
+    runtime: Option<Running>,
+}
+
+/// The runtime, driven by its own thread until told to stop.
+struct Running {
+    handle: Handle,
+    stop: oneshot::Sender<()>,
+    thread: std::thread::JoinHandle<()>,
 }
 
 static STATE: Mutex<State> = Mutex::new(State { registrations: 0, runtime: None });
@@ -41,8 +49,9 @@ pub fn unregister() -> bool {
         }
         s.runtime.take()
     };
-    if let Some(rt) = runtime {
-        rt.shutdown_timeout(SHUTDOWN_GRACE);
+    if let Some(running) = runtime {
+        let _ = running.stop.send(());
+        let _ = running.thread.join();
     }
     true
 }
@@ -50,14 +59,17 @@ pub fn unregister() -> bool {
 /// The runtime's handle, starting it on first use.
 pub fn handle() -> std::io::Result<Handle> {
     let mut s = state();
-    if let Some(rt) = &s.runtime {
-        return Ok(rt.handle().clone());
+    if let Some(running) = &s.runtime {
+        return Ok(running.handle.clone());
     }
-    // One worker: records are decoded and encoded on Fluent Bit's own flush threads; what is
+    // One thread: records are decoded and encoded on Fluent Bit's own flush threads; what is
     // left here is signing, TLS and the SDK (the sockets wait without a thread), and a second
-    // worker cost more in hand-offs between threads than it gave (docs/PERFORMANCE.md).
-    let rt = Builder::new_multi_thread()
-        .worker_threads(1)
+    // worker cost more in hand-offs between threads than it gave (docs/PERFORMANCE.md). A
+    // current-thread scheduler on a thread of ours rather than a multi-thread one with one
+    // worker: no work-stealing machinery to pay for, and nothing that wakes libm (the
+    // multi-thread scheduler's poll-time average calls `pow`, which kept 0.25 MiB of libm
+    // mapped in an idle Fluent Bit).
+    let rt = Builder::new_current_thread()
         .max_blocking_threads(4)
         // the blocking threads only resolve names for new connections: retire them soon, so an
         // idle plugin has no thread that wakes up (see `ffi::give_back_memory_later`)
@@ -66,12 +78,21 @@ pub fn handle() -> std::io::Result<Handle> {
         .enable_all()
         .build()?;
     let handle = rt.handle().clone();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let thread = std::thread::Builder::new().name("cloudwatch_rs".into()).spawn(move || {
+        // every task runs here, and Init's `Handle::block_on` relies on this thread driving
+        // the sockets and timers; a dropped sender stops it as well
+        rt.block_on(async {
+            let _ = stopped.await;
+        });
+        rt.shutdown_timeout(SHUTDOWN_GRACE);
+    })?;
     handle.spawn(crate::stop::watch_for_stop());
-    s.runtime = Some(rt);
+    s.runtime = Some(Running { handle: handle.clone(), stop, thread });
     Ok(handle)
 }
 
 /// The handle only if the runtime is running (flushes never start it).
 pub fn running() -> Option<Handle> {
-    state().runtime.as_ref().map(|rt| rt.handle().clone())
+    state().runtime.as_ref().map(|running| running.handle.clone())
 }
