@@ -7,6 +7,7 @@ use crate::aws::credentials::CredentialCache;
 use crate::aws::metadata::EndpointCredentials;
 use crate::aws::put::PutSender;
 use crate::aws::signing::{ClockSkew, EndpointSettings, Target, UserAgent};
+use crate::aws::trust;
 use crate::core::config::{Config, ConfigError};
 use aws_config::default_provider::credentials::DefaultCredentialsChain;
 use aws_config::identity::IdentityCache;
@@ -198,29 +199,34 @@ fn endpoint_url(config: &Config, base: &SdkConfig) -> Option<String> {
 }
 
 /// The HTTPS client every AWS call goes through: rustls with ring, the system's roots, and the
-/// CA certificates in `ca_bundle` when set; every answer read with a cap (`capped`). Built here rather than taken from the SDK's default
-/// (rustls with aws-lc) because ring is much less code than aws-lc, and the plugin's resident
-/// code is most of its memory at steady state (docs/PERFORMANCE.md).
-/// Also the same client's connector as PutLogEvents uses it (`CONNECT_TIMEOUT`, no read
-/// timeout: the attempt timeout bounds the rest), with its own connection pool.
+/// CA certificates in `ca_bundle` when set; every answer read with a cap (`capped`). Built here
+/// rather than taken from the SDK's default (rustls with aws-lc) because ring is much less code
+/// than aws-lc, and the plugin's resident code is most of its memory at steady state
+/// (docs/PERFORMANCE.md).
+/// Also its connector with PutLogEvents' settings (`CONNECT_TIMEOUT`, no read timeout: the
+/// attempt timeout bounds the rest), which the client's calls with the same settings share.
 fn https_client(
     ca_bundle: Option<&str>,
 ) -> Result<(aws_sdk_cloudwatchlogs::config::SharedHttpClient, SharedHttpConnector), ConfigError> {
     use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode, TlsContext, TrustStore};
-    let bad = |why: String| ConfigError {
+    let mut trusted = TrustStore::default();
+    if let Some(path) = ca_bundle {
+        let certs = std::fs::read(path)
+            .map_err(|e| trust::BundleError::Unreadable(e.to_string()))
+            .and_then(|pem| trust::read_bundle(&pem))
+            .map_err(|why| ConfigError {
+                key: "ca_bundle",
+                value: Some(path.to_owned()),
+                allowed: format!("a readable PEM file of CA certificates ({why})"),
+            })?;
+        trusted = trusted.with_pem_certificate(trust::pem_of(&certs));
+    }
+    // (building a context fails only for other TLS providers)
+    let context = TlsContext::builder().with_trust_store(trusted).build().map_err(|e| ConfigError {
         key: "ca_bundle",
         value: ca_bundle.map(str::to_owned),
-        allowed: format!("a readable PEM file of CA certificates ({why})"),
-    };
-    let mut trust = TrustStore::default();
-    if let Some(path) = ca_bundle {
-        let pem = std::fs::read(path).map_err(|e| bad(e.to_string()))?;
-        if !pem.windows(27).any(|w| w == b"-----BEGIN CERTIFICATE-----") {
-            return Err(bad("no certificate in it".into()));
-        }
-        trust = trust.with_pem_certificate(pem);
-    }
-    let context = TlsContext::builder().with_trust_store(trust).build().map_err(|e| bad(e.to_string()))?;
+        allowed: format!("a readable PEM file of CA certificates ({e})"),
+    })?;
     // Built connector by connector (as the SDK's default client is) so that HTTPS_PROXY /
     // HTTP_PROXY / NO_PROXY keep applying.
     let connector = move |settings: Option<&HttpConnectorSettings>, sleep| {
@@ -235,11 +241,60 @@ fn https_client(
     };
     // without a sleep implementation the connector takes tokio's, as the SDK's components give
     let put_settings = HttpConnectorSettings::builder().connect_timeout(CONNECT_TIMEOUT).build();
-    let put = capped_connector(SharedHttpConnector::new(connector(Some(&put_settings), None)));
-    let client = capped(aws_smithy_http_client::Builder::new().build_with_connector_fn(move |settings, components| {
+    let put = SharedHttpConnector::new(connector(Some(&put_settings), None));
+    let rest = aws_smithy_http_client::Builder::new().build_with_connector_fn(move |settings, components| {
         connector(settings, components.and_then(|c| c.sleep_impl()))
-    }));
-    Ok((client, put))
+    });
+    let client = SharedHttpClient::new(SharingPut { settings: put_settings, put: put.clone(), rest });
+    Ok((capped(client), capped_connector(put)))
+}
+
+/// The SDK's HTTPS client, except that calls with PutLogEvents' settings (every CloudWatch Logs
+/// and STS call: the same timeouts) go through PutLogEvents' connector. One connection pool and
+/// one root store per instance rather than two: each connector parses the system's CA
+/// certificates into its own store (some 100 KiB, held for the connector's life) and keeps its
+/// own idle connection.
+#[derive(Debug)]
+struct SharingPut {
+    settings: HttpConnectorSettings,
+    put: SharedHttpConnector,
+    rest: SharedHttpClient,
+}
+
+impl HttpClient for SharingPut {
+    fn http_connector(
+        &self,
+        settings: &HttpConnectorSettings,
+        components: &aws_smithy_runtime_api::client::runtime_components::RuntimeComponents,
+    ) -> SharedHttpConnector {
+        let same = settings.connect_timeout() == self.settings.connect_timeout()
+            && settings.read_timeout() == self.settings.read_timeout();
+        if same {
+            self.put.clone()
+        } else {
+            self.rest.http_connector(settings, components)
+        }
+    }
+
+    fn validate_base_client_config(
+        &self,
+        components: &aws_smithy_runtime_api::client::runtime_components::RuntimeComponentsBuilder,
+        cfg: &aws_smithy_types::config_bag::ConfigBag,
+    ) -> Result<(), aws_smithy_runtime_api::box_error::BoxError> {
+        self.rest.validate_base_client_config(components, cfg)
+    }
+
+    fn validate_final_config(
+        &self,
+        components: &aws_smithy_runtime_api::client::runtime_components::RuntimeComponents,
+        cfg: &aws_smithy_types::config_bag::ConfigBag,
+    ) -> Result<(), aws_smithy_runtime_api::box_error::BoxError> {
+        self.rest.validate_final_config(components, cfg)
+    }
+
+    fn connector_metadata(&self) -> Option<aws_smithy_runtime_api::client::connector_metadata::ConnectorMetadata> {
+        self.rest.connector_metadata()
+    }
 }
 
 impl std::fmt::Debug for Clients {
@@ -251,6 +306,84 @@ impl std::fmt::Debug for Clients {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A connector that fails every call with its name, to tell connectors apart.
+    #[derive(Debug)]
+    struct Named(&'static str);
+
+    impl aws_smithy_runtime_api::client::http::HttpConnector for Named {
+        fn call(
+            &self,
+            _: aws_smithy_runtime_api::client::orchestrator::HttpRequest,
+        ) -> aws_smithy_runtime_api::client::http::HttpConnectorFuture {
+            let err = aws_smithy_runtime_api::client::result::ConnectorError::other(self.0.into(), None);
+            aws_smithy_runtime_api::client::http::HttpConnectorFuture::ready(Err(err))
+        }
+    }
+
+    #[derive(Debug)]
+    struct Rest;
+
+    impl HttpClient for Rest {
+        fn http_connector(
+            &self,
+            _: &HttpConnectorSettings,
+            _: &aws_smithy_runtime_api::client::runtime_components::RuntimeComponents,
+        ) -> SharedHttpConnector {
+            SharedHttpConnector::new(Named("rest"))
+        }
+    }
+
+    fn which(connector: SharedHttpConnector) -> String {
+        use aws_smithy_runtime_api::client::http::HttpConnector;
+        let request = aws_smithy_runtime_api::client::orchestrator::HttpRequest::empty();
+        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let err = rt.block_on(connector.call(request)).unwrap_err();
+        std::error::Error::source(&err).map(|e| e.to_string()).unwrap_or_default()
+    }
+
+    /// Every call with PutLogEvents' settings (the SDK's CloudWatch Logs and STS calls) goes
+    /// through PutLogEvents' connector; others (the metadata credential sources' shorter
+    /// timeouts) through the SDK's.
+    #[test]
+    fn calls_with_the_put_settings_share_its_connector() {
+        let settings = HttpConnectorSettings::builder().connect_timeout(CONNECT_TIMEOUT).build();
+        let client = SharingPut {
+            settings: settings.clone(),
+            put: SharedHttpConnector::new(Named("put")),
+            rest: SharedHttpClient::new(Rest),
+        };
+        let components =
+            aws_smithy_runtime_api::client::runtime_components::RuntimeComponentsBuilder::for_tests().build().unwrap();
+        assert_eq!(which(client.http_connector(&settings, &components)), "put");
+        let shorter = HttpConnectorSettings::builder().connect_timeout(Duration::from_secs(1)).build();
+        assert_eq!(which(client.http_connector(&shorter, &components)), "rest");
+        let read = HttpConnectorSettings::builder()
+            .connect_timeout(CONNECT_TIMEOUT)
+            .read_timeout(Duration::from_secs(1))
+            .build();
+        assert_eq!(which(client.http_connector(&read, &components)), "rest");
+    }
+
+    /// A `ca_bundle` with a certificate the TLS client cannot use fails Init naming the key, the
+    /// file and which certificate, instead of panicking in the client at the first connection.
+    #[test]
+    fn a_bad_ca_bundle_fails_with_the_certificate_named() {
+        let dir = std::env::temp_dir().join(format!("cwrs-ca-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let good = cwrs_aws_standins::strict::new_ca_pem();
+        let path = dir.join("bundle.pem");
+        std::fs::write(&path, format!("{good}-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n")).unwrap();
+        let path = path.to_str().unwrap();
+        let err = https_client(Some(path)).map(|_| ()).unwrap_err();
+        assert_eq!((err.key, err.value.as_deref()), ("ca_bundle", Some(path)));
+        assert!(err.allowed.contains("certificate 2"), "{}", err.allowed);
+        std::fs::write(path, &good).unwrap();
+        assert!(https_client(Some(path)).is_ok());
+        let err = https_client(Some("/nonexistent/ca.pem")).map(|_| ()).unwrap_err();
+        assert_eq!(err.key, "ca_bundle");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     /// The core checks `extra_user_agent` with its own copy of the SDK's `AppName` rule: the two
     /// must agree, so an SDK upgrade that changes the rule is caught here.

@@ -1,6 +1,6 @@
 //! The async shell over the AWS SDK: clients, credentials, and delivery of planned batches.
 //! It uses the core; the core never uses it. Imports run one way:
-//! `delivery` → `put` → `signing`, `credentials`; `delivery`, `put`, `signing` → `body`; `retry` → `errors`; `client` → `capped`,
+//! `delivery` → `put` → `signing`, `credentials`; `delivery`, `put`, `signing` → `body`; `retry` → `errors`; `client` → `capped`, `trust`,
 //! `credentials` → `errors`, `retry`; `metadata` → `capped`; `startup_check` → `client`,
 //! `errors`; `roles` → `client`, `startup_check`; `delivery` → `roles`.
 
@@ -28,3 +28,5 @@ pub mod roles;
 pub mod signing;
 /// The startup check: identity, AssumeRole, may the group be written.
 pub mod startup_check;
+/// The CA certificates connections trust: the system's and `ca_bundle`'s, each once.
+pub mod trust;

@@ -370,12 +370,23 @@ impl Drop for StrictEndpoint {
     }
 }
 
-fn tls_server_config() -> (Arc<rustls::ServerConfig>, String) {
+/// A new self-signed CA ("cwrs test CA", a fresh key each time): its parameters and key.
+fn new_ca() -> (rcgen::CertificateParams, rcgen::KeyPair, rcgen::Certificate) {
     let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
     ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
     ca_params.distinguished_name.push(rcgen::DnType::CommonName, "cwrs test CA");
     let ca_key = rcgen::KeyPair::generate().unwrap();
     let ca = ca_params.self_signed(&ca_key).unwrap();
+    (ca_params, ca_key, ca)
+}
+
+/// The PEM of a new test CA certificate, a different one each call.
+pub fn new_ca_pem() -> String {
+    new_ca().2.pem()
+}
+
+fn tls_server_config() -> (Arc<rustls::ServerConfig>, String) {
+    let (ca_params, ca_key, ca) = new_ca();
     let mut leaf = rcgen::CertificateParams::new(vec!["localhost".to_string()]).unwrap();
     leaf.subject_alt_names.push(rcgen::SanType::IpAddress("127.0.0.1".parse().unwrap()));
     let leaf_key = rcgen::KeyPair::generate().unwrap();
