@@ -524,8 +524,9 @@ fn main() {
         None => vec![Out::Null, Out::C, Out::Rs],
     };
     if legacy && outs.contains(&Out::C) {
-        // 1.9's C plugin has no `Port` (it connects to 443), and its TLS handshake with this
-        // endpoint on 443 ends in "unexpected EOF": compare with it in 2.x or later
+        // 1.9's C plugin has no `Port` (it connects to 443), and with this endpoint on 443 its
+        // client ends the handshake with a decode_error alert, logged as "unexpected EOF"
+        // (docs/PERFORMANCE.md): compare with it in 2.x or later
         println!("bench fluent_bit: {version}: the C plugin is left out (it cannot reach this endpoint in 1.x)");
         outs.retain(|&o| o != Out::C);
     }
