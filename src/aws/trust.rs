@@ -31,7 +31,8 @@ impl std::fmt::Display for BundleError {
 }
 
 /// The certificates of a PEM bundle, every one checked as the TLS client will use it, so that a
-/// bad file fails at Init with the key named (the SDK's client would panic on it later).
+/// bad file fails Init with the key named (the SDK's client panics on it when it builds the first
+/// connector, at Init, which Fluent Bit saw only as an internal error).
 pub fn read_bundle(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, BundleError> {
     let mut certs = Vec::new();
     for (n, cert) in CertificateDer::pem_slice_iter(pem).enumerate() {
