@@ -18,7 +18,10 @@ use aws_config::timeout::TimeoutConfig;
 use aws_config::{AppName, BehaviorVersion, Region};
 use aws_credential_types::provider::SharedCredentialsProvider;
 use aws_sdk_cloudwatchlogs::Client;
+use aws_smithy_runtime_api::box_error::BoxError;
 use aws_smithy_runtime_api::client::http::{HttpClient, HttpConnectorSettings, SharedHttpClient, SharedHttpConnector};
+use aws_smithy_runtime_api::client::runtime_components::{RuntimeComponents, RuntimeComponentsBuilder};
+use aws_smithy_types::config_bag::ConfigBag;
 use aws_types::sdk_config::SdkConfig;
 use aws_types::service_config::ServiceConfigKey;
 use std::sync::Arc;
@@ -209,24 +212,21 @@ fn https_client(
     ca_bundle: Option<&str>,
 ) -> Result<(aws_sdk_cloudwatchlogs::config::SharedHttpClient, SharedHttpConnector), ConfigError> {
     use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode, TlsContext, TrustStore};
+    let bad = |why: &dyn std::fmt::Display| ConfigError {
+        key: "ca_bundle",
+        value: ca_bundle.map(str::to_owned),
+        allowed: format!("a readable PEM file of CA certificates ({why})"),
+    };
     let mut trusted = TrustStore::default();
     if let Some(path) = ca_bundle {
         let certs = std::fs::read(path)
             .map_err(|e| trust::BundleError::Unreadable(e.to_string()))
             .and_then(|pem| trust::read_bundle(&pem))
-            .map_err(|why| ConfigError {
-                key: "ca_bundle",
-                value: Some(path.to_owned()),
-                allowed: format!("a readable PEM file of CA certificates ({why})"),
-            })?;
+            .map_err(|why| bad(&why))?;
         trusted = trusted.with_pem_certificate(trust::pem_of(&certs));
     }
     // (building a context fails only for other TLS providers)
-    let context = TlsContext::builder().with_trust_store(trusted).build().map_err(|e| ConfigError {
-        key: "ca_bundle",
-        value: ca_bundle.map(str::to_owned),
-        allowed: format!("a readable PEM file of CA certificates ({e})"),
-    })?;
+    let context = TlsContext::builder().with_trust_store(trusted).build().map_err(|e| bad(&e))?;
     // Built connector by connector (as the SDK's default client is) so that HTTPS_PROXY /
     // HTTP_PROXY / NO_PROXY keep applying.
     let connector = move |settings: Option<&HttpConnectorSettings>, sleep| {
@@ -262,11 +262,7 @@ struct SharingPut {
 }
 
 impl HttpClient for SharingPut {
-    fn http_connector(
-        &self,
-        settings: &HttpConnectorSettings,
-        components: &aws_smithy_runtime_api::client::runtime_components::RuntimeComponents,
-    ) -> SharedHttpConnector {
+    fn http_connector(&self, settings: &HttpConnectorSettings, components: &RuntimeComponents) -> SharedHttpConnector {
         let same = settings.connect_timeout() == self.settings.connect_timeout()
             && settings.read_timeout() == self.settings.read_timeout();
         if same {
@@ -278,17 +274,13 @@ impl HttpClient for SharingPut {
 
     fn validate_base_client_config(
         &self,
-        components: &aws_smithy_runtime_api::client::runtime_components::RuntimeComponentsBuilder,
-        cfg: &aws_smithy_types::config_bag::ConfigBag,
-    ) -> Result<(), aws_smithy_runtime_api::box_error::BoxError> {
+        components: &RuntimeComponentsBuilder,
+        cfg: &ConfigBag,
+    ) -> Result<(), BoxError> {
         self.rest.validate_base_client_config(components, cfg)
     }
 
-    fn validate_final_config(
-        &self,
-        components: &aws_smithy_runtime_api::client::runtime_components::RuntimeComponents,
-        cfg: &aws_smithy_types::config_bag::ConfigBag,
-    ) -> Result<(), aws_smithy_runtime_api::box_error::BoxError> {
+    fn validate_final_config(&self, components: &RuntimeComponents, cfg: &ConfigBag) -> Result<(), BoxError> {
         self.rest.validate_final_config(components, cfg)
     }
 
@@ -325,11 +317,7 @@ mod tests {
     struct Rest;
 
     impl HttpClient for Rest {
-        fn http_connector(
-            &self,
-            _: &HttpConnectorSettings,
-            _: &aws_smithy_runtime_api::client::runtime_components::RuntimeComponents,
-        ) -> SharedHttpConnector {
+        fn http_connector(&self, _: &HttpConnectorSettings, _: &RuntimeComponents) -> SharedHttpConnector {
             SharedHttpConnector::new(Named("rest"))
         }
     }
@@ -353,8 +341,7 @@ mod tests {
             put: SharedHttpConnector::new(Named("put")),
             rest: SharedHttpClient::new(Rest),
         };
-        let components =
-            aws_smithy_runtime_api::client::runtime_components::RuntimeComponentsBuilder::for_tests().build().unwrap();
+        let components = RuntimeComponentsBuilder::for_tests().build().unwrap();
         assert_eq!(which(client.http_connector(&settings, &components)), "put");
         let shorter = HttpConnectorSettings::builder().connect_timeout(Duration::from_secs(1)).build();
         assert_eq!(which(client.http_connector(&shorter, &components)), "rest");
