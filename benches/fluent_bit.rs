@@ -17,7 +17,9 @@
 //!   with the `json` parser, until every record is flushed;
 //! - `overload`: `dummy` offering 200,000 records/s for 15 s: records delivered in
 //!   those 15 s, peak RSS;
-//! - `idle`: RSS with no records yet, and again 10 s after a burst of 1,000 records.
+//! - `idle`: RSS with no records yet, and again 10 s after a burst of 1,000 records;
+//! - `floor`: no Fluent Bit; what any client spends per GB here to hash and send 1 MB request
+//!   bodies over TLS on 127.0.0.1 (benches/floor), beside half the C plugin's added CPU.
 //!
 //! Knobs (environment): `CWRS_FB_RUNS` (rounds, default 3), `CWRS_FB_ONLY` (comma-separated
 //! workloads), `CWRS_FB_OUTPUTS` (comma-separated among `null,c,rs`), `CWRS_FB_SCALE` (multiplies
@@ -27,6 +29,8 @@
 //! `CWRS_FB_KEEP` (keep each run's directory and print it), `CWRS_FB_RS_KEYS` (comma-separated
 //! `key value` pairs added to cloudwatch_rs's `[OUTPUT]`, e.g. `batches_in_flight 2`).
 
+#[path = "floor/mod.rs"]
+mod floor;
 #[path = "../tests/support/mod.rs"]
 mod support;
 
@@ -547,11 +551,14 @@ fn main() {
     );
     let s = ctx.scale;
     let w = workers();
+    // the C plugin's added CPU per GB on each workload, to set beside the floor
+    let mut c_added: Vec<(&str, f64)> = Vec::new();
     if wanted("dummy") {
         let secs = (30.0 * s).max(5.0);
         let input = dummy_input(20_000);
         let r = rounds(&ctx, &outs, runs, "dummy", &input, w, &Drive::For(Duration::from_secs_f64(secs)), &[]);
-        report_cpu(&format!("dummy: 20,000 x 1 KB records/s for {secs:.0} s, Flush 1, Workers {w}"), &r);
+        let c = report_cpu(&format!("dummy: 20,000 x 1 KB records/s for {secs:.0} s, Flush 1, Workers {w}"), &r);
+        c_added.extend(c.map(|c| ("dummy", c)));
     }
     if wanted("tail") {
         let lines = (400_000.0 * s) as u64;
@@ -565,7 +572,8 @@ fn main() {
                      Refresh_Interval 1\n";
         let files = [("app.log", text)];
         let r = rounds(&ctx, &outs, runs, "tail", input, w, &Drive::Until(lines, Duration::from_secs(300)), &files);
-        report_cpu(&format!("tail: {lines} ~1 KB JSON lines read from the head, json parser, Workers {w}"), &r);
+        let c = report_cpu(&format!("tail: {lines} ~1 KB JSON lines read from the head, json parser, Workers {w}"), &r);
+        c_added.extend(c.map(|c| ("tail", c)));
     }
     if wanted("overload") {
         let secs = (15.0 * s).max(5.0);
@@ -578,6 +586,34 @@ fn main() {
                      Refresh_Interval 1\n";
         let r = rounds(&ctx, &outs, runs, "idle", input, 1, &Drive::Idle { burst: 1000 }, &[]);
         report_idle("idle: one instance, RSS with no records yet, and 10 s after 1,000 records", &r);
+    }
+    if wanted("floor") {
+        report_floor(&c_added, runs);
+    }
+}
+
+/// The floor any client pays per GB (benches/floor), beside half the C plugin's added CPU.
+fn report_floor(c_added: &[(&str, f64)], runs: usize) {
+    let events: Vec<serde_json::Value> = (0..1000u64)
+        .map(|n| serde_json::json!({"timestamp": 1_764_291_723_456u64 + n, "message": record_json(n)}))
+        .collect();
+    let body = serde_json::to_vec(&serde_json::json!({
+        "logGroupName": "bench", "logStreamName": "bench", "logEvents": events
+    }))
+    .expect("a JSON body");
+    let f = floor::measure(&body, 0.5, runs.max(3));
+    println!(
+        "floor: what any client spends per GB shipped here, before JSON, HTTP and hand-offs (1 MB bodies, medians)"
+    );
+    println!("  SHA-256 of the body (SigV4)                  {:.2} CPU-s per GB", f.sha256);
+    println!("  TLS 1.3 send over loopback ({}) {:.2} CPU-s per GB", f.suite, f.tls_send);
+    println!("  floor                                        {:.2} CPU-s per GB", f.sha256 + f.tls_send);
+    for (workload, c) in c_added {
+        println!(
+            "  {workload}: half the C plugin's added CPU is {:.2} CPU-s per GB, {:.2} above the floor",
+            c / 2.0,
+            c / 2.0 - (f.sha256 + f.tls_send)
+        );
     }
 }
 
@@ -641,7 +677,8 @@ fn per_gb(ms: &[Measured]) -> Vec<f64> {
     ms.iter().map(|m| m.cpu_s / (m.input_bytes.max(1) as f64 / 1e9)).collect()
 }
 
-fn report_cpu(title: &str, r: &[(Out, Vec<Measured>)]) {
+/// Prints the workload's CPU figures; returns the C plugin's added CPU per GB (median), if run.
+fn report_cpu(title: &str, r: &[(Out, Vec<Measured>)]) -> Option<f64> {
     println!("{title}");
     let null = of(r, Out::Null).map(|m| median(per_gb(m)));
     let mut added = Vec::new();
@@ -673,6 +710,7 @@ fn report_cpu(title: &str, r: &[(Out, Vec<Measured>)]) {
     if let (Some(c), Some(rs)) = (added.iter().find(|a| a.0 == Out::C), added.iter().find(|a| a.0 == Out::Rs)) {
         println!("  ratio cloudwatch_rs / C, added CPU per GB: {:.2}", rs.1 / c.1);
     }
+    added.iter().find(|a| a.0 == Out::C).map(|a| a.1)
 }
 
 fn report_overload(title: &str, r: &[(Out, Vec<Measured>)]) {

@@ -7,3 +7,4 @@ pub mod hostile;
 pub mod proxy;
 pub mod strict;
 pub mod strict_sts;
+pub mod tls_sink;

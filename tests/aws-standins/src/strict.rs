@@ -385,7 +385,7 @@ pub fn new_ca_pem() -> String {
     new_ca().2.pem()
 }
 
-fn tls_server_config() -> (Arc<rustls::ServerConfig>, String) {
+pub(crate) fn tls_server_config() -> (Arc<rustls::ServerConfig>, String) {
     let (ca_params, ca_key, ca) = new_ca();
     let mut leaf = rcgen::CertificateParams::new(vec!["localhost".to_string()]).unwrap();
     leaf.subject_alt_names.push(rcgen::SanType::IpAddress("127.0.0.1".parse().unwrap()));
