@@ -601,7 +601,7 @@ fn report_floor(c_added: &[(&str, f64)], runs: usize) {
         "logGroupName": "bench", "logStreamName": "bench", "logEvents": events
     }))
     .expect("a JSON body");
-    let f = floor::measure(&body, 0.5, runs.max(3));
+    let f = floor::measure(&body, 0.5, runs.max(5));
     println!(
         "floor: what any client spends per GB shipped here, before JSON, HTTP and hand-offs (1 MB bodies, medians)"
     );

@@ -304,9 +304,9 @@ const FLUSH_TIMEOUT: Key = Key {
 };
 const BATCHES_IN_FLIGHT: Key = Key {
     name: "batches_in_flight",
-    default: Unset::Value("1"),
+    default: Unset::Value("2"),
     from: "Vector (`request.concurrency`)",
-    meaning: "PutLogEvents calls one flush may have in flight at once (`1`-`8`) when a chunk makes several batches: raise it when the round trip to CloudWatch, not CPU, limits a worker. Each call holds a request body of up to 1 MiB of events (up to about 6 MiB once JSON-escaped); `1` sends a chunk's batches one after another.",
+    meaning: "PutLogEvents calls one flush may have in flight at once (`1`-`8`) when a chunk makes several batches (a 2 MB chunk makes two or three): the second call is sent while the first is answered, so a worker keeps up under load; raise it further when the round trip to CloudWatch is long. Each call holds a request body of up to 1 MiB of events (up to about 6 MiB once JSON-escaped); `1` sends a chunk's batches one after another.",
 };
 const PLUGIN_LOG_LEVEL: Key = Key {
     name: "plugin_log_level",
@@ -1179,7 +1179,7 @@ mod tests {
         assert!(c.auto_create_group && c.auto_create_stream);
         assert_eq!(c.role_session_name, "cloudwatch_rs");
         assert_eq!(c.flush_timeout, Duration::from_secs(30));
-        assert_eq!(c.batches_in_flight, 1);
+        assert_eq!(c.batches_in_flight, 2);
     }
 
     #[test]
