@@ -1,14 +1,17 @@
 //! `make bench` (first part): the pure core alone — one Fluent Bit chunk of ~2 MB decoded,
 //! encoded to CloudWatch messages, sorted and cut into batches — on ~1 KB JSON-like records and
-//! on ~100-byte records. Prints the median of several runs; no network, no AWS.
+//! on ~100-byte records, and the SigV4 payload hashes of its request bodies. Prints the median of
+//! several runs; no network, no AWS.
 
-use cloudwatch_rs::core::batch::body_parts;
+use cloudwatch_rs::aws::payload_hashes::sha256_each;
+use cloudwatch_rs::core::batch::{body_parts, BODY_TAIL};
 use cloudwatch_rs::core::message::{Encoder, MessageFormat};
 use cloudwatch_rs::core::names::NameKind;
 use cloudwatch_rs::core::naming::NameRule;
 use cloudwatch_rs::core::plan::{Naming, Plan};
 use cloudwatch_rs::core::template::{Template, Vars};
 use cwrs_test_host::record;
+use sha2::Digest;
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
@@ -134,6 +137,30 @@ fn main() {
         let allocs_in_order = allocations(|| {
             bodies(&mut plan, &in_order);
         });
+        // SigV4's payload hashes of those bodies (in order: sent from the arena), one at a time
+        // as the signer would, and side by side as delivery does (`payload_hashes`)
+        plan.build(&in_order, "tag", fixed, &format, &mut encoder);
+        let heads: Vec<(Vec<u8>, std::ops::Range<usize>)> = plan
+            .batches
+            .iter()
+            .filter_map(|r| {
+                let mut head = Vec::new();
+                body_parts("group", "stream", &plan.arena, &plan.events[r.clone()], &mut head).map(|run| (head, run))
+            })
+            .collect();
+        let parts: Vec<[&[u8]; 3]> =
+            heads.iter().map(|(head, run)| [&head[..], &plan.arena[run.clone()], BODY_TAIL]).collect();
+        let hashed: usize = parts.iter().flatten().map(|p| p.len()).sum();
+        let t_one = time(runs, || {
+            for body in &parts {
+                let mut h = sha2::Sha256::new();
+                body.iter().for_each(|p| h.update(p));
+                std::hint::black_box(h.finalize());
+            }
+        });
+        let t_side = time(runs, || {
+            std::hint::black_box(sha256_each(&parts));
+        });
         let mb = chunk.len() as f64 / 1e6;
         println!(
             "  ~{size:>4} B records: {records:>6} records, {mb:.2} MB msgpack -> {:.2} MB messages in {} batches",
@@ -168,6 +195,13 @@ fn main() {
             mb / t_in_order,
             plan.batches.len(),
             allocs_in_order as f64 / records as f64
+        );
+        println!(
+            "      SigV4 payload hashes of its {} bodies ({:.2} MB): one at a time {:.2} s per GB on one core, side by side {:.2}",
+            parts.len(),
+            hashed as f64 / 1e6,
+            t_one / hashed as f64 * 1e9,
+            t_side / hashed as f64 * 1e9,
         );
     }
 }

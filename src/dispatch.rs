@@ -10,7 +10,7 @@
 //! writes fail holds only its own records.
 
 use crate::aws::delivery::{BatchOutcome, Delivery};
-use crate::core::batch::framed_run;
+use crate::core::batch::{framed_run, LogEvent};
 use crate::core::naming::StreamKey;
 use crate::core::plan::Plan;
 use crate::sync::lock;
@@ -69,6 +69,14 @@ impl Dispatch<'_> {
     pub async fn run(&self, plan: &Plan, arena: &Bytes, done: &mut [bool], bodies: &mut Vec<Vec<u8>>) -> Sent {
         let mut sent = Sent::default();
         let mut waiting: VecDeque<usize> = (0..plan.batches.len()).filter(|&i| !done[i]).collect();
+        // every body's SigV4 hash at once: side by side, they cost less than one by one
+        let sendable: Vec<usize> = waiting.iter().copied().filter(|&i| plan.key_of(i).is_some()).collect();
+        let framed: Vec<(&StreamKey, &[LogEvent])> =
+            sendable.iter().filter_map(|&i| Some((plan.key_of(i)?, &plan.events[plan.batches[i].clone()]))).collect();
+        let mut hashes = vec![None; plan.batches.len()];
+        for (&i, digest) in sendable.iter().zip(Delivery::framed_body_hashes(arena, &framed)) {
+            hashes[i] = digest;
+        }
         // the calls, and the (batch, group) of each
         let (mut calls, mut calling) = (FuturesUnordered::new(), Vec::<(usize, &str)>::new());
         // roles (None: the instance's own) a batch of which answered RETRY
@@ -86,9 +94,10 @@ impl Dispatch<'_> {
                 let events = &plan.events[plan.batches[i].clone()];
                 sent.from_arena += framed_run(events).is_some() as usize;
                 let body = bodies.pop().unwrap_or_default();
+                let sha256 = hashes[i];
                 calling.push((i, to.group.as_str()));
                 calls.push(async move {
-                    let (outcome, body) = self.delivery.send(to, arena, events, self.deadline, body).await;
+                    let (outcome, body) = self.delivery.send(to, arena, events, self.deadline, body, sha256).await;
                     (i, to, outcome, body)
                 });
             }

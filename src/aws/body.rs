@@ -1,12 +1,15 @@
 //! A PutLogEvents request body in parts: the head written for the batch, the run of the plan's
 //! arena that already holds its events framed, and the closing `]}` (`core::batch::body_parts`).
 //! The events are never copied into a body buffer: the parts are hashed one after the other for
-//! SigV4 and handed to the HTTP client as they are. Cloning it (each retry) clones three handles.
+//! SigV4 (or their hash is computed ahead, side by side with the flush's other bodies:
+//! `payload_hashes`) and handed to the HTTP client as they are. Cloning it (each retry) clones
+//! three handles.
 
+use crate::aws::payload_hashes::Digest;
 use aws_smithy_types::body::SdkBody;
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
-use sha2::{Digest, Sha256};
+use sha2::{Digest as _, Sha256};
 use std::convert::Infallible;
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -15,17 +18,26 @@ use std::task::{Context, Poll};
 #[derive(Debug, Clone, Default)]
 pub struct PutBody {
     parts: [Bytes; 3],
+    /// The SHA-256 of the parts when it was computed ahead.
+    sha256: Option<Digest>,
 }
 
 impl PutBody {
     /// A body written whole into one buffer.
     pub fn whole(body: Bytes) -> PutBody {
-        PutBody { parts: [body, Bytes::new(), Bytes::new()] }
+        PutBody { parts: [body, Bytes::new(), Bytes::new()], sha256: None }
     }
 
     /// A body sent as `head`, then `events`, then `tail`.
     pub fn parts(head: Bytes, events: Bytes, tail: Bytes) -> PutBody {
-        PutBody { parts: [head, events, tail] }
+        PutBody { parts: [head, events, tail], sha256: None }
+    }
+
+    /// The body with its SHA-256 computed ahead (`payload_hashes::sha256_each` of the same
+    /// parts), so that no attempt hashes it again.
+    pub fn with_sha256(self, digest: Digest) -> PutBody {
+        debug_assert_eq!(digest, self.hash(), "a digest computed ahead is of other bytes");
+        PutBody { sha256: Some(digest), ..self }
     }
 
     /// The body's length: its `content-length`.
@@ -37,22 +49,27 @@ impl PutBody {
         self.len() == 0
     }
 
-    /// The hex SHA-256 of the whole body (SigV4's payload hash), hashed part after part: the
-    /// same as hashing the concatenation.
+    /// The hex SHA-256 of the whole body (SigV4's payload hash): the one computed ahead, else
+    /// hashed part after part (the same as hashing the concatenation).
     pub fn sha256_hex(&self) -> String {
+        hex::encode(self.sha256.unwrap_or_else(|| self.hash()))
+    }
+
+    fn hash(&self) -> Digest {
         let mut hasher = Sha256::new();
         for part in &self.parts {
             hasher.update(part);
         }
-        hex::encode(hasher.finalize())
+        hasher.finalize().into()
     }
 
     /// The body as the HTTP client sends it: a body of one buffer as it always was, a body of
     /// several parts as a stream of them whose exact length is known in advance.
     pub fn into_sdk_body(self) -> SdkBody {
-        match self.parts {
+        let PutBody { parts, .. } = self;
+        match parts {
             [whole, ref events, ref tail] if events.is_empty() && tail.is_empty() => SdkBody::from(whole),
-            _ => SdkBody::from_body_1_x(Parts { parts: self.parts, next: 0 }),
+            _ => SdkBody::from_body_1_x(Parts { parts, next: 0 }),
         }
     }
 

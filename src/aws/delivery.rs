@@ -5,10 +5,11 @@
 use crate::aws::body::{reclaim, PutBody};
 use crate::aws::client::Writer;
 use crate::aws::errors::{classify, Failure};
+use crate::aws::payload_hashes::{sha256_each, Digest};
 use crate::aws::put::{Accepted, Rejected};
 use crate::aws::retry::{jittered_backoff, RetryPolicy};
 use crate::aws::roles::RoleWriters;
-use crate::core::batch::{body_parts, LogEvent, BODY_TAIL};
+use crate::core::batch::{body_parts, framed_run, LogEvent, BODY_TAIL};
 use crate::core::config::NewGroup;
 use crate::core::naming::StreamKey;
 use crate::log::{log_debug, log_error, log_info, log_warn};
@@ -17,6 +18,7 @@ use crate::stop::SinceStop;
 use aws_sdk_cloudwatchlogs::types::LogGroupClass;
 use aws_sdk_cloudwatchlogs::Client;
 use bytes::Bytes;
+use std::ops::Range;
 use std::sync::Arc;
 use std::time::SystemTime;
 use tokio::time::{sleep, Instant};
@@ -63,7 +65,8 @@ impl Delivery {
     /// Sends one batch (sorted events whose messages live in `arena`, framed) to its group and
     /// stream. `buf` is a reusable buffer for the body's head (or the whole body when the
     /// events are not one run of the arena), given back with the outcome (empty if a request
-    /// still holds it).
+    /// still holds it). `sha256` is the body's hash when it was computed ahead
+    /// (`framed_body_hashes`).
     pub async fn send(
         &self,
         to: &StreamKey,
@@ -71,16 +74,43 @@ impl Delivery {
         events: &[LogEvent],
         deadline: Instant,
         mut buf: Vec<u8>,
+        sha256: Option<Digest>,
     ) -> (BatchOutcome, Vec<u8>) {
         let body = match body_parts(&to.group, &to.stream, arena, events, &mut buf) {
             // the events are sent from the arena itself: no copy
-            Some(run) => PutBody::parts(Bytes::from(buf), arena.slice(run), Bytes::from_static(BODY_TAIL)),
+            Some(run) => {
+                let body = PutBody::parts(Bytes::from(buf), arena.slice(run), Bytes::from_static(BODY_TAIL));
+                match sha256 {
+                    Some(digest) => body.with_sha256(digest),
+                    None => body,
+                }
+            }
             None => PutBody::whole(Bytes::from(buf)),
         };
         let writer = self.writer(to).await;
         let outcome = self.send_body(&writer, to, &body, events, deadline).await;
         // every attempt's clone is gone once the calls have finished: take the buffer back
         (outcome, reclaim(body.into_head()).unwrap_or_default())
+    }
+
+    /// The SHA-256 of the body `send` makes for each batch (`to` and its events) whose events
+    /// are one run of the arena, all computed side by side (`payload_hashes`); `None` for the
+    /// others (their body is a copy, hashed when signed).
+    pub fn framed_body_hashes(arena: &[u8], batches: &[(&StreamKey, &[LogEvent])]) -> Vec<Option<Digest>> {
+        let heads: Vec<Option<(Vec<u8>, Range<usize>)>> = batches
+            .iter()
+            .map(|(to, events)| {
+                framed_run(events).map(|_| {
+                    let mut head = Vec::new();
+                    let run = body_parts(&to.group, &to.stream, arena, events, &mut head);
+                    (head, run.unwrap_or_default())
+                })
+            })
+            .collect();
+        let parts: Vec<[&[u8]; 3]> =
+            heads.iter().flatten().map(|(head, run)| [&head[..], &arena[run.clone()], BODY_TAIL]).collect();
+        let mut digests = sha256_each(&parts).into_iter();
+        heads.iter().map(|head| head.as_ref().and_then(|_| digests.next())).collect()
     }
 
     /// Who writes to `to`: the writer of its role, else the instance's own.
@@ -365,4 +395,56 @@ impl Delivery {
 
 fn now_millis() -> i64 {
     SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::message::{Encoder, MessageFormat};
+    use crate::core::names::NameKind;
+    use crate::core::naming::NameRule;
+    use crate::core::plan::{Naming, Plan};
+    use crate::core::template::{Template, Vars};
+
+    /// The hashes computed ahead are those of the bodies `send` makes: one for every batch sent
+    /// from the arena, none for a batch whose body is a copy (its records out of time order).
+    #[test]
+    fn hashes_computed_ahead_are_of_the_bodies_sent() {
+        let group = NameRule::Fixed("g".into());
+        let stream = NameRule::Template {
+            template: Template::parse("$app", NameKind::Stream).unwrap().into(),
+            fallback: Box::new(NameRule::Fixed("f".into())),
+        };
+        let vars = Vars { uuid: "u", ecs: None };
+        let naming = Naming { group: &group, stream: &stream, vars: &vars, roles: None, role_map: None };
+        let mut chunk = Vec::new();
+        // "web" in time order, a large batch and the rest; "db" out of order
+        for i in 0..3000u32 {
+            let body = serde_json::json!({"app": "web", "n": i, "pad": "x".repeat(400)});
+            chunk.extend(cwrs_test_host::record(true, 100 + i, 0, &body));
+        }
+        for secs in [9, 5, 7] {
+            chunk.extend(cwrs_test_host::record(true, secs, 0, &serde_json::json!({"app": "db", "n": secs})));
+        }
+        let mut plan = Plan::default();
+        plan.build(&chunk, "t", naming, &MessageFormat::default(), &mut Encoder::new());
+        let arena = Bytes::from(plan.arena.clone());
+        let batches: Vec<(&StreamKey, &[LogEvent])> =
+            (0..plan.batches.len()).map(|i| (plan.key_of(i).unwrap(), &plan.events[plan.batches[i].clone()])).collect();
+        let hashes = Delivery::framed_body_hashes(&arena, &batches);
+        assert_eq!(hashes.len(), batches.len());
+        for (&(to, events), digest) in batches.iter().zip(&hashes) {
+            let mut buf = Vec::new();
+            let body = match body_parts(&to.group, &to.stream, &arena, events, &mut buf) {
+                Some(run) => PutBody::parts(Bytes::from(buf), arena.slice(run), Bytes::from_static(BODY_TAIL)),
+                None => PutBody::whole(Bytes::from(buf)),
+            };
+            assert_eq!(digest.is_some(), framed_run(events).is_some(), "{to:?}");
+            if let Some(digest) = digest {
+                assert_eq!(hex::encode(digest), body.sha256_hex());
+            }
+        }
+        let framed = hashes.iter().filter(|h| h.is_some()).count();
+        assert!(framed >= 2 && framed < hashes.len(), "{framed} of {}", hashes.len());
+    }
 }

@@ -1,6 +1,6 @@
 //! The async shell over the AWS SDK: clients, credentials, and delivery of planned batches.
 //! It uses the core; the core never uses it. Imports run one way:
-//! `delivery` → `put` → `signing`, `credentials`; `delivery`, `put`, `signing` → `body`; `retry` → `errors`; `client` → `capped`, `trust`,
+//! `delivery` → `put` → `signing`, `credentials`; `delivery`, `put`, `signing` → `body`; `delivery`, `body` → `payload_hashes`; `retry` → `errors`; `client` → `capped`, `trust`,
 //! `credentials` → `errors`, `retry`; `metadata` → `capped`; `startup_check` → `client`,
 //! `errors`; `roles` → `client`, `startup_check`; `delivery` → `roles`.
 
@@ -18,6 +18,8 @@ pub mod delivery;
 pub mod errors;
 /// ECS task metadata and `credentials_endpoint` over plain HTTP.
 pub mod metadata;
+/// SigV4's payload hashes of a flush's bodies, several computed side by side.
+pub mod payload_hashes;
 /// PutLogEvents with a pre-encoded body, without the SDK's orchestrator; events rejected one by one.
 pub mod put;
 /// The retry loop and its backoff, within the flush deadline.
