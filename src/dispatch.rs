@@ -70,11 +70,10 @@ impl Dispatch<'_> {
         let mut sent = Sent::default();
         let mut waiting: VecDeque<usize> = (0..plan.batches.len()).filter(|&i| !done[i]).collect();
         // every body's SigV4 hash at once: side by side, they cost less than one by one
-        let sendable: Vec<usize> = waiting.iter().copied().filter(|&i| plan.key_of(i).is_some()).collect();
-        let framed: Vec<(&StreamKey, &[LogEvent])> =
-            sendable.iter().filter_map(|&i| Some((plan.key_of(i)?, &plan.events[plan.batches[i].clone()]))).collect();
+        let (sendable, batches): (Vec<usize>, Vec<(&StreamKey, &[LogEvent])>) =
+            waiting.iter().filter_map(|&i| Some((i, (plan.key_of(i)?, &plan.events[plan.batches[i].clone()])))).unzip();
         let mut hashes = vec![None; plan.batches.len()];
-        for (&i, digest) in sendable.iter().zip(Delivery::framed_body_hashes(arena, &framed)) {
+        for (&i, digest) in sendable.iter().zip(Delivery::framed_body_hashes(arena, &batches)) {
             hashes[i] = digest;
         }
         // the calls, and the (batch, group) of each

@@ -9,7 +9,7 @@ use crate::aws::payload_hashes::{sha256_each, Digest};
 use crate::aws::put::{Accepted, Rejected};
 use crate::aws::retry::{jittered_backoff, RetryPolicy};
 use crate::aws::roles::RoleWriters;
-use crate::core::batch::{body_parts, framed_run, LogEvent, BODY_TAIL};
+use crate::core::batch::{body_parts, framed_run, write_body_head, LogEvent, BODY_TAIL};
 use crate::core::config::NewGroup;
 use crate::core::naming::StreamKey;
 use crate::log::{log_debug, log_error, log_info, log_warn};
@@ -94,16 +94,17 @@ impl Delivery {
     }
 
     /// The SHA-256 of the body `send` makes for each batch (`to` and its events) whose events
-    /// are one run of the arena, all computed side by side (`payload_hashes`); `None` for the
-    /// others (their body is a copy, hashed when signed).
+    /// are one run of the arena (head, run, tail, as `body_parts` makes them), all computed side
+    /// by side (`payload_hashes`); `None` for the others (their body is a copy, hashed when
+    /// signed).
     pub fn framed_body_hashes(arena: &[u8], batches: &[(&StreamKey, &[LogEvent])]) -> Vec<Option<Digest>> {
         let heads: Vec<Option<(Vec<u8>, Range<usize>)>> = batches
             .iter()
             .map(|(to, events)| {
-                framed_run(events).map(|_| {
+                framed_run(events).map(|run| {
                     let mut head = Vec::new();
-                    let run = body_parts(&to.group, &to.stream, arena, events, &mut head);
-                    (head, run.unwrap_or_default())
+                    write_body_head(&to.group, &to.stream, &mut head);
+                    (head, run)
                 })
             })
             .collect();
